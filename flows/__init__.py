@@ -1,0 +1,1 @@
+"""Prefect flows: the pipeline wired from tasks, and the `orca` command line."""

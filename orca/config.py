@@ -1,0 +1,98 @@
+"""Hyperparameter configs of the three stages. Each validates itself on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from orca.configbase import Config, check_choice, check_number
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("linear", "cosine", "constant")
+ALIGN_METRICS = ("otdd",)
+OTDD_INNER = ("exact", "sinkhorn", "gaussian")
+
+
+@dataclass(frozen=True)
+class ProxyConfig(Config):
+    """Stage 2's source side: the labelled proxy dataset of the body's own modality."""
+
+    dataset: str = "wnut16"
+    max_examples: int = 5000
+    max_tokens: int = 64
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_number("proxy.max_examples", self.max_examples, minimum=10, integer=True)
+        check_number("proxy.max_tokens", self.max_tokens, minimum=4, integer=True)
+        check_number("proxy.batch_size", self.batch_size, minimum=1, integer=True)
+
+
+@dataclass(frozen=True)
+class AlignConfig(Config):
+    """Stage 2: train the embedder alone so embedded target data is close to the proxy.
+
+    The authors take one optimizer step per epoch after visiting every target class, with
+    at most `samples_per_class` target examples per class, and StepLR x0.2 at `lr_milestones`.
+    """
+
+    metric: Literal["otdd"] = "otdd"
+    epochs: int = 60
+    lr: float = 1e-4
+    optimizer: Literal["sgd", "adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    lr_milestones: tuple[int, ...] = (20, 40, 60)
+    lr_gamma: float = 0.2
+    samples_per_class: int = 128
+    otdd_inner: Literal["exact", "sinkhorn", "gaussian"] = "exact"
+    otdd_epsilon: float = 0.1
+    max_source_samples: int = 5000
+
+    def __post_init__(self) -> None:
+        check_choice("align.metric", self.metric, ALIGN_METRICS)
+        check_number("align.epochs", self.epochs, minimum=0, integer=True)
+        check_number("align.lr", self.lr, minimum=0, exclusive_minimum=True)
+        check_choice("align.optimizer", self.optimizer, OPTIMIZERS)
+        check_number("align.weight_decay", self.weight_decay, minimum=0)
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        for milestone in self.lr_milestones:
+            check_number("align.lr_milestones", milestone, minimum=1, integer=True)
+        check_number("align.lr_gamma", self.lr_gamma, minimum=0, exclusive_minimum=True)
+        check_number("align.samples_per_class", self.samples_per_class, minimum=2, integer=True)
+        check_choice("align.otdd_inner", self.otdd_inner, OTDD_INNER)
+        check_number("align.otdd_epsilon", self.otdd_epsilon, minimum=0, exclusive_minimum=True)
+        check_number("align.max_source_samples", self.max_source_samples, minimum=10, integer=True)
+
+
+@dataclass(frozen=True)
+class RefineConfig(Config):
+    """Stage 3: fine-tune embedder, body and predictor on the task loss."""
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-4
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_fraction: float = 0.1
+    accumulation_steps: int = 1
+    clip_norm: float | None = 1.0
+    patience: int | None = None
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_number("refine.epochs", self.epochs, minimum=1, integer=True)
+        check_number("refine.batch_size", self.batch_size, minimum=1, integer=True)
+        check_number("refine.lr", self.lr, minimum=0, exclusive_minimum=True)
+        check_choice("refine.optimizer", self.optimizer, OPTIMIZERS)
+        check_number("refine.weight_decay", self.weight_decay, minimum=0)
+        check_number("refine.momentum", self.momentum, minimum=0, maximum=1)
+        check_choice("refine.schedule", self.schedule, SCHEDULES)
+        check_number("refine.warmup_fraction", self.warmup_fraction, minimum=0, maximum=1)
+        check_number("refine.accumulation_steps", self.accumulation_steps, minimum=1, integer=True)
+        if self.clip_norm is not None:
+            check_number("refine.clip_norm", self.clip_norm, minimum=0, exclusive_minimum=True)
+        if self.patience is not None:
+            check_number("refine.patience", self.patience, minimum=1, integer=True)
+        check_number("refine.eval_batch_size", self.eval_batch_size, minimum=1, integer=True)

@@ -1,0 +1,95 @@
+"""Helpers for typed, self-validating config dataclasses.
+
+Each config is a frozen dataclass whose `__post_init__` checks its fields with the helpers
+below, so that a bad value raises `ValueError` naming the field, the value and what is allowed.
+`to_dict()` is what gets logged as MLflow params; `from_dict()` rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="Config")
+
+
+def check_choice(field: str, value: object, choices: Iterable[object]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(
+            f"{field}={value!r} is not a valid choice; expected one of: "
+            + ", ".join(repr(c) for c in choices)
+        )
+
+
+def check_number(
+    field: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    integer: bool = False,
+) -> None:
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise ValueError(f"{field}={value!r} must be {kind}")
+    if value != value:  # NaN
+        raise ValueError(f"{field}={value!r} must be a finite number")
+    if minimum is not None:
+        too_small = value <= minimum if exclusive_minimum else value < minimum
+        if too_small:
+            bound = ">" if exclusive_minimum else ">="
+            raise ValueError(f"{field}={value!r} is out of range; expected {bound} {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{field}={value!r} is out of range; expected <= {maximum}")
+
+
+class Config:
+    """Mixin for frozen dataclass configs: dict round-trip with unknown-key rejection."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, Config) else value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any] | None) -> C:
+        data = dict(data or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
+                f"valid fields: {', '.join(fields)}"
+            )
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            sub = _config_type(fields[name])
+            kwargs[name] = sub.from_dict(value) if sub and isinstance(value, dict) else value
+        return cls(**kwargs)
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _config_type(field: dataclasses.Field) -> type[Config] | None:
+    default_factory = field.default_factory
+    is_config = isinstance(default_factory, type) and issubclass(default_factory, Config)
+    return default_factory if is_config else None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys, for MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, prefix=f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,108 @@
+"""The task registry: what each task is (shapes, loss, metric, defaults) and how to load it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from orca.config import AlignConfig, RefineConfig
+from orca.configbase import check_choice, check_number
+from orca.metrics import LOSSES, METRICS
+from orca.registry import Registry
+
+MODALITIES = ("1d", "2d", "tabular")
+OUTPUT_KINDS = ("classification", "multilabel", "regression", "dense1d", "dense2d")
+
+
+@dataclass(frozen=True)
+class RawTask:
+    """A task's data as its source provides it: a train set, a test set, and provenance."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    version: str
+    label_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything the pipeline needs to know about a task."""
+
+    name: str
+    description: str
+    modality: Literal["1d", "2d", "tabular"]
+    input_shape: tuple[int, ...]
+    output: Literal["classification", "multilabel", "regression", "dense1d", "dense2d"]
+    num_outputs: int
+    loss: str
+    metric: str
+    loader: Callable[[], RawTask] = field(repr=False, compare=False)
+    default_backbone: str = "minilm-l6"
+    max_seq_len: int = 512
+    validation_fraction: float = 0.2
+    align: AlignConfig = field(default_factory=AlignConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+    def __post_init__(self) -> None:
+        check_choice(f"task {self.name}: modality", self.modality, MODALITIES)
+        check_choice(f"task {self.name}: output", self.output, OUTPUT_KINDS)
+        check_number(f"task {self.name}: num_outputs", self.num_outputs, minimum=1, integer=True)
+        LOSSES.check(self.loss, field=f"task {self.name}: loss")
+        METRICS.check(self.metric, field=f"task {self.name}: metric")
+        check_number(f"task {self.name}: max_seq_len", self.max_seq_len, minimum=1, integer=True)
+        check_number(
+            f"task {self.name}: validation_fraction",
+            self.validation_fraction,
+            minimum=0,
+            maximum=0.9,
+            exclusive_minimum=True,
+        )
+
+    @property
+    def lower_is_better(self) -> bool:
+        return METRICS.get(self.metric).lower_is_better
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "modality": self.modality,
+            "input_shape": list(self.input_shape),
+            "output": self.output,
+            "num_outputs": self.num_outputs,
+            "loss": self.loss,
+            "metric": self.metric,
+            "lower_is_better": self.lower_is_better,
+            "default_backbone": self.default_backbone,
+            "max_seq_len": self.max_seq_len,
+            "align": self.align.to_dict(),
+            "refine": self.refine.to_dict(),
+        }
+
+
+TASKS: Registry[TaskSpec] = Registry("task")
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    return TASKS.register(spec.name, spec)
+
+
+def get_task(name: str) -> TaskSpec:
+    _load_builtin_tasks()
+    return TASKS.get(name)
+
+
+def task_names() -> list[str]:
+    _load_builtin_tasks()
+    return TASKS.names()
+
+
+def _load_builtin_tasks() -> None:
+    # Importing the module registers its tasks; done lazily so optional loaders stay cheap.
+    from orca.data import ucr  # noqa: F401

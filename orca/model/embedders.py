@@ -1,0 +1,78 @@
+"""Stage 1 embedders: map a task's inputs into the body's token space, (B, T, D).
+
+The 1D embedder follows the paper: a strided Conv1d whose stride s is the smallest divisor
+of the input length L with L/s <= the sequence limit, then a LayerNorm and the body's
+positional embeddings, both copied from the pretrained body. The conv is Xavier-initialised.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from orca.registry import Registry
+
+EMBEDDERS: Registry[Callable[..., nn.Module]] = Registry("embedder")
+
+
+def choose_stride(length: int, max_tokens: int) -> int:
+    """Smallest divisor s of `length` such that length / s <= max_tokens."""
+    if length < 1 or max_tokens < 1:
+        raise ValueError(f"length={length} and max_tokens={max_tokens} must be positive")
+    for stride in range(1, length + 1):
+        if length % stride == 0 and length // stride <= max_tokens:
+            return stride
+    return length
+
+
+class Conv1dEmbedder(nn.Module):
+    """(B, C, L) -> (B, L/s, D): strided conv, LayerNorm, + body position embeddings."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        length: int,
+        hidden_size: int,
+        max_tokens: int,
+        norm: nn.LayerNorm,
+        positions: nn.Embedding,
+        position_offset: int = 0,
+    ) -> None:
+        super().__init__()
+        self.stride = choose_stride(length, max_tokens)
+        self.num_tokens = length // self.stride
+        self.projection = nn.Conv1d(
+            in_channels, hidden_size, kernel_size=self.stride, stride=self.stride
+        )
+        nn.init.xavier_uniform_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
+        self.norm = copy.deepcopy(norm)
+        self.positions = copy.deepcopy(positions)
+        position_ids = torch.arange(self.num_tokens) + position_offset
+        self.register_buffer("position_ids", position_ids, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.projection(x)  # (B, D, T)
+        h = h.transpose(1, 2)  # (B, T, D)
+        h = self.norm(h)
+        return h + self.positions(self.position_ids)  # (B, T, D) + (T, D)
+
+
+@EMBEDDERS.register("1d")
+def conv1d_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -> Conv1dEmbedder:
+    """Build the 1D embedder for a (C, L) input around a text body."""
+    if len(input_shape) != 2:
+        raise ValueError(f"1d embedder expects input_shape (C, L), got {tuple(input_shape)}")
+    in_channels, length = input_shape
+    return Conv1dEmbedder(
+        in_channels,
+        length,
+        body.hidden_size,
+        max_tokens=min(max_seq_len, body.max_positions),
+        norm=body.embedding_norm,
+        positions=body.position_embeddings,
+        position_offset=body.position_offset,
+    )

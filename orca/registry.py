@@ -1,0 +1,63 @@
+"""Name -> object registries, so that bodies, tasks, metrics and methods are chosen by name.
+
+A registry raises on an unknown name (listing the valid ones) and on a duplicate registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(ValueError):
+    """Raised when a name is not in a registry; the message lists the valid names."""
+
+
+class Registry(Generic[T]):
+    """A named collection of objects of one kind (e.g. "task", "metric")."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
+        """Register `item` under `name`; without `item`, return a decorator."""
+
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return add if item is None else add(item)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
+            ) from None
+
+    def check(self, name: str, field: str | None = None) -> None:
+        """Raise UnknownNameError (naming `field` if given) unless `name` is registered."""
+        if name not in self._items:
+            where = f"{field}: " if field else ""
+            raise UnknownNameError(
+                f"{where}unknown {self.kind} {name!r}; "
+                f"valid {self.kind}s: {', '.join(self.names())}"
+            )
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

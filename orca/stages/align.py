@@ -1,0 +1,61 @@
+"""Stage: embedder learning (distribution alignment to the proxy features)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orca.atomic import atomic_directory
+from orca.checkpoint import save_state
+from orca.config import AlignConfig
+from orca.data.arrow_io import read_split
+from orca.data.tasks import get_task
+from orca.fingerprint import fingerprint_file
+from orca.model import create_model
+from orca.training.align import train_embedder
+
+
+def align(
+    task_name: str,
+    backbone: str,
+    dataset: dict[str, Any],
+    proxy: dict[str, Any],
+    config: AlignConfig,
+    epochs: int,
+    out_dir: str | Path,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train the embedder for `epochs` (0 keeps its initialisation) and save it."""
+    torch.manual_seed(seed)
+    spec = get_task(task_name)
+    model = create_model(spec, backbone, seed=seed)
+    train = read_split(dataset["splits"]["train"]["path"])
+    source = read_split(proxy["path"])
+    history = train_embedder(
+        model,
+        torch.from_numpy(train.x),
+        torch.from_numpy(train.y).long(),
+        torch.from_numpy(source.x),
+        torch.from_numpy(source.y).long(),
+        config.replace(epochs=epochs),
+        seed=seed,
+        on_epoch=on_epoch,
+    )
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        save_state(
+            tmp / "embedder.safetensors",
+            model.embedder.state_dict(),
+            {"task": task_name, "backbone": backbone},
+        )
+        fingerprint = fingerprint_file(tmp / "embedder.safetensors")
+    return {
+        "path": str(out_dir / "embedder.safetensors"),
+        "epochs": epochs,
+        "distances": history.distances,
+        "fingerprint": fingerprint,
+    }

@@ -1,0 +1,38 @@
+"""Stage: the test metric of the selected model. The only stage that reads the test split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from orca.checkpoint import load_into
+from orca.data.arrow_io import read_split
+from orca.data.tasks import get_task
+from orca.metrics import METRICS
+from orca.model import OrcaModel, create_model
+from orca.training.finetune import evaluate as evaluate_metric
+
+
+def load_trained_model(
+    task_name: str, backbone: str, model_ref: dict[str, Any], seed: int
+) -> OrcaModel:
+    model = create_model(get_task(task_name), backbone, seed=seed)
+    load_into(model, model_ref["path"])
+    return model.eval()
+
+
+def evaluate(
+    task_name: str, backbone: str, dataset: dict[str, Any], model_ref: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    spec = get_task(task_name)
+    model = load_trained_model(task_name, backbone, model_ref, seed)
+    test = read_split(dataset["splits"]["test"]["path"])
+    metric = METRICS.get(spec.metric)
+    value = evaluate_metric(model, torch.from_numpy(test.x), torch.from_numpy(test.y), metric)
+    return {
+        "metric": spec.metric,
+        "value": value,
+        "lower_is_better": metric.lower_is_better,
+        "test_rows": len(test.y),
+    }

@@ -1,0 +1,73 @@
+"""Stage: ingest a task's data into train/validation/test Arrow splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from orca.atomic import atomic_directory
+from orca.data.arrow_io import write_split
+from orca.data.tasks import get_task
+from orca.fingerprint import fingerprint_json
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_train_validation(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
+) -> tuple[np.ndarray, ...]:
+    """Hold out `fraction` of the training data for validation (stratified for classes)."""
+    return tuple(
+        train_test_split(
+            x, y, test_size=fraction, random_state=seed, stratify=y if stratify else None
+        )
+    )
+
+
+def ingest(task_name: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
+    spec = get_task(task_name)
+    raw = spec.loader()
+    if tuple(raw.x_train.shape[1:]) != tuple(spec.input_shape):
+        raise ValueError(
+            f"task {task_name}: loaded inputs have shape {raw.x_train.shape[1:]}, "
+            f"the task declares input_shape {spec.input_shape}"
+        )
+    x_train, x_val, y_train, y_val = split_train_validation(
+        raw.x_train,
+        raw.y_train,
+        spec.validation_fraction,
+        seed,
+        stratify=spec.output == "classification",
+    )
+    arrays = {
+        "train": (x_train, y_train),
+        "validation": (x_val, y_val),
+        "test": (raw.x_test, raw.y_test),
+    }
+    out_dir = Path(out_dir)
+    splits: dict[str, dict[str, Any]] = {}
+    with atomic_directory(out_dir) as tmp:
+        for name, (x, y) in arrays.items():
+            provenance = {
+                "task": task_name,
+                "split": name,
+                "source": raw.source,
+                "version": raw.version,
+                "seed": seed,
+                "label_names": list(raw.label_names),
+            }
+            fingerprint = write_split(tmp / f"{name}.arrow", x, y, provenance)
+            splits[name] = {
+                "path": str(out_dir / f"{name}.arrow"),
+                "rows": len(x),
+                "fingerprint": fingerprint,
+            }
+    return {
+        "task": task_name,
+        "seed": seed,
+        "splits": splits,
+        "fingerprint": fingerprint_json({k: v["fingerprint"] for k, v in splits.items()}),
+    }

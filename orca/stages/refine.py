@@ -1,0 +1,71 @@
+"""Stage: fine-tune embedder, body and predictor; keep the best model on validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orca.atomic import atomic_directory
+from orca.checkpoint import load_into, save_state
+from orca.config import RefineConfig
+from orca.data.arrow_io import read_split
+from orca.data.tasks import get_task
+from orca.fingerprint import fingerprint_file
+from orca.metrics import LOSSES, METRICS
+from orca.model import create_model
+from orca.training.finetune import EpochRecord, fine_tune
+
+
+def device_for_training() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _tensors(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    split = read_split(path)
+    return torch.from_numpy(split.x), torch.from_numpy(split.y)
+
+
+def refine(
+    task_name: str,
+    backbone: str,
+    dataset: dict[str, Any],
+    embedder: dict[str, Any],
+    config: RefineConfig,
+    out_dir: str | Path,
+    seed: int,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    spec = get_task(task_name)
+    model = create_model(spec, backbone, seed=seed)
+    load_into(model.embedder, embedder["path"])
+    model.to(device_for_training())
+    result = fine_tune(
+        model,
+        _tensors(dataset["splits"]["train"]["path"]),
+        _tensors(dataset["splits"]["validation"]["path"]),
+        config,
+        LOSSES.get(spec.loss),
+        METRICS.get(spec.metric),
+        seed=seed,
+        on_epoch=on_epoch,
+    )
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        save_state(
+            tmp / "model.safetensors",
+            result.best_state,
+            {"task": task_name, "backbone": backbone, "best_epoch": str(result.best_epoch)},
+        )
+        fingerprint = fingerprint_file(tmp / "model.safetensors")
+    return {
+        "path": str(out_dir / "model.safetensors"),
+        "best_epoch": result.best_epoch,
+        "best_val_metric": result.best_val_metric,
+        "stopped_early": result.stopped_early,
+        "history": [record.to_dict() for record in result.history],
+        "fingerprint": fingerprint,
+    }

@@ -1,0 +1,1 @@
+"""Training loops: stage 2 (embedder alignment) and stage 3 (fine-tuning)."""

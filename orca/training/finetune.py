@@ -1,0 +1,151 @@
+"""Stage 3: fine-tune the whole model on the task loss, selecting on a validation split.
+
+Linear warm-up then decay, stepped per optimizer step; gradient accumulation; gradient
+clipping; bf16 autocast on CUDA. The test split is never seen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from orca.config import RefineConfig
+from orca.metrics import Metric
+from orca.training.optim import create_optimizer, warmup_then_decay
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_metric: float
+    lr: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass
+class FineTuneResult:
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int
+    best_val_metric: float
+    history: list[EpochRecord]
+    stopped_early: bool
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Model outputs for `x` in eval mode, batched; returned on CPU as float32."""
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].to(device)
+        with _autocast(device):
+            outputs.append(model(batch).float().cpu())
+    return torch.cat(outputs)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def fine_tune(
+    model: torch.nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    config: RefineConfig,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    metric: Metric,
+    *,
+    seed: int = 0,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> FineTuneResult:
+    x_train, y_train = train
+    x_val, y_val = val
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = create_optimizer(
+        config.optimizer,
+        params,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+    )
+    batches_per_epoch = -(-len(x_train) // config.batch_size)
+    steps_per_epoch = -(-batches_per_epoch // config.accumulation_steps)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        warmup_then_decay(
+            total_steps, round(config.warmup_fraction * total_steps), config.schedule
+        ),
+    )
+    sign = 1.0 if metric.lower_is_better else -1.0
+    best = (float("inf"), -1)
+    best_state: dict[str, torch.Tensor] = {}
+    history: list[EpochRecord] = []
+    stale_epochs = 0
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        running, seen = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
+            index = order[start : start + config.batch_size]
+            xb, yb = x_train[index].to(device), y_train[index].to(device)
+            with _autocast(device):
+                loss = loss_fn(model(xb).float(), yb)
+            (loss / config.accumulation_steps).backward()
+            running += float(loss.detach()) * len(index)
+            seen += len(index)
+            last_batch = start + config.batch_size >= len(order)
+            if (batch_index + 1) % config.accumulation_steps == 0 or last_batch:
+                if config.clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        val_out = predict(model, x_val, config.eval_batch_size)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=running / max(seen, 1),
+            val_loss=float(loss_fn(val_out, y_val)),
+            val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
+            lr=float(scheduler.get_last_lr()[0]),
+        )
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        score = sign * record.val_metric
+        # Ties go to the lower validation loss, so selection is not stuck on a plateau.
+        if score < best[0] or (score == best[0] and record.val_loss < history[best[1]].val_loss):
+            best = (score, epoch)
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            stale_epochs = 0
+        else:
+            stale_epochs += 1
+            if config.patience is not None and stale_epochs >= config.patience:
+                break
+    return FineTuneResult(
+        best_state=best_state,
+        best_epoch=best[1],
+        best_val_metric=sign * best[0],
+        history=history,
+        stopped_early=len(history) < config.epochs,
+    )
+
+
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, metric: Metric, batch_size: int = 64
+) -> float:
+    outputs = predict(model, x, batch_size)
+    return metric.compute(outputs.numpy(), np.asarray(y))

@@ -1,0 +1,61 @@
+"""Optimizers and learning-rate schedules, by name."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+from orca.registry import Registry
+
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register(
+    "sgd",
+    lambda params, lr, weight_decay, momentum: torch.optim.SGD(
+        params, lr=lr, weight_decay=weight_decay, momentum=momentum
+    ),
+)
+OPTIMIZERS.register(
+    "adam",
+    lambda params, lr, weight_decay, momentum: torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay
+    ),
+)
+OPTIMIZERS.register(
+    "adamw",
+    lambda params, lr, weight_decay, momentum: torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay
+    ),
+)
+
+
+def create_optimizer(
+    name: str,
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(name)(list(params), lr, weight_decay, momentum)
+
+
+def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str) -> Callable[[int], float]:
+    """LR multiplier per optimizer step: linear warm-up, then linear/cosine decay to 0
+    (or constant). Step counts are optimizer steps, not epochs."""
+    total_steps = max(total_steps, 1)
+    warmup_steps = min(max(warmup_steps, 0), total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if decay == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        progress = min(max(progress, 0.0), 1.0)
+        if decay == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return factor

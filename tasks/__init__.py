@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over orca's stages that add caching, storage and tracking."""

@@ -1,0 +1,68 @@
+"""Cache keys for stage tasks: inputs' content fingerprints plus a code version.
+
+A stage's key hashes its parameters (configs as dicts; upstream references reduced to their
+content fingerprints, so paths never matter) together with CODE_VERSION, a hash of the
+orca/ and tasks/ sources. Prefect's own TASK_SOURCE policy hashes only the task body, which
+misses changes in the library it calls.
+
+The key also names the stage's artifact directory. If a cached record exists but its
+artifacts were deleted, the record is dropped so the stage recomputes instead of handing a
+dangling path downstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orca
+from orca.configbase import Config
+from orca.fingerprint import fingerprint_json, fingerprint_sources
+from orca.state import StateDir
+
+CODE_VERSION = fingerprint_sources([Path(orca.__file__).parent, Path(__file__).parent])
+
+
+def _key_value(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict) and "fingerprint" in value:
+        return {"fingerprint": value["fingerprint"]}
+    return value
+
+
+def stage_key(stage: str, parameters: dict[str, Any]) -> str:
+    inputs = {name: _key_value(value) for name, value in sorted(parameters.items())}
+    return f"{stage}-{fingerprint_json({'code': CODE_VERSION, 'inputs': inputs})}"
+
+
+def stage_dir(stage: str, parameters: dict[str, Any]) -> Path:
+    """Where a stage writes its outputs for these parameters."""
+    return StateDir.from_env().artifacts / stage / stage_key(stage, parameters)
+
+
+def _result_record_path(key: str) -> Path | None:
+    storage = os.environ.get("PREFECT_RESULTS_LOCAL_STORAGE_PATH")
+    return Path(storage) / key if storage else None
+
+
+def stage_cache_key(
+    stage: str, writes_outputs: bool = True
+) -> Callable[[Any, dict[str, Any]], str]:
+    """A Prefect cache_key_fn for a stage task; `writes_outputs`: its files live in stage_dir()."""
+
+    def cache_key(context: Any, parameters: dict[str, Any]) -> str:
+        key = stage_key(stage, parameters)
+        record = _result_record_path(key)
+        outputs = StateDir.from_env().artifacts / stage / key
+        stale = writes_outputs and not outputs.exists()
+        if record is not None and record.exists() and stale:
+            record.unlink()  # stale: the artifacts it points to are gone
+        return key
+
+    return cache_key

@@ -1,0 +1,134 @@
+"""MLflow tracking for pipeline runs, with explicit run ids (safe in Prefect's thread pool).
+
+Stage metrics are logged from the stages' references, so a run whose stages were all
+Cached still records the full alignment and training curves.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from prefect import get_run_logger, task
+
+from orca.configbase import flatten
+from orca.pipeline_config import PipelineConfig
+
+EXPERIMENT = "orca"
+NO_CACHE: dict[str, Any] = {"persist_result": False, "cache_policy": None}
+
+
+def registered_model_name(task_name: str) -> str:
+    return f"orca-{task_name}"
+
+
+def _client() -> MlflowClient:
+    return MlflowClient()
+
+
+@task(name="start-tracking", **NO_CACHE)
+def start_run(config: PipelineConfig, flow_run_id: str | None) -> str:
+    """Open the pipeline's MLflow run; params are the full config."""
+    client = _client()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    tags = {
+        "prefect.flow_run_id": str(flow_run_id),
+        "orca.task": config.task,
+        "orca.method": config.method,
+        "orca.backbone": config.backbone,
+        "orca.seed": str(config.seed),
+    }
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{config.task}-{config.method}-seed{config.seed}",
+        tags=tags,
+    )
+    params = flatten(config.to_dict())
+    params["align.epochs_run"] = config.align_epochs
+    client.log_batch(
+        run.info.run_id,
+        params=[mlflow.entities.Param(k, str(v)) for k, v in sorted(params.items())],
+    )
+    return run.info.run_id
+
+
+@task(name="log-stage", **NO_CACHE)
+def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any]) -> None:
+    """Record a stage's final state and its metrics (curves and values) in the run."""
+    client = _client()
+    client.set_tag(run_id, f"stage.{stage}", state_name)
+    metrics: list[Metric] = []
+    timestamp = int(time.time() * 1000)
+    if stage == "align":
+        metrics += [
+            Metric("align_distance", d, timestamp, step)
+            for step, d in enumerate(reference["distances"])
+        ]
+    elif stage == "refine":
+        for record in reference["history"]:
+            for name in ("train_loss", "val_loss", "val_metric", "lr"):
+                metrics.append(Metric(name, record[name], timestamp, record["epoch"]))
+        metrics.append(Metric("best_val_metric", reference["best_val_metric"], timestamp, 0))
+        client.set_tag(run_id, "refine.best_epoch", str(reference["best_epoch"]))
+    elif stage == "evaluate":
+        metrics.append(Metric(f"test_{reference['metric']}", reference["value"], timestamp, 0))
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+
+
+@task(name="register-model", **NO_CACHE)
+def register_model(run_id: str, config: PipelineConfig, model_ref: dict[str, Any]) -> str:
+    """Log the fine-tuned model to the run and register it; reuse an identical version.
+
+    Returns the registered model version. A version with the same weights fingerprint
+    is linked (tagged) rather than logged again.
+    """
+    from orca.stages.evaluate import load_trained_model
+
+    logger = get_run_logger()
+    client = _client()
+    name = registered_model_name(config.task)
+    existing = _version_with_fingerprint(client, name, model_ref["fingerprint"])
+    if existing is not None:
+        client.set_tag(run_id, "registered_model", f"{name}/{existing}")
+        logger.info("model already registered as %s version %s", name, existing)
+        return existing
+    model = load_trained_model(config.task, config.backbone, model_ref, config.seed)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            serialization_format="pickle",
+            pip_requirements=["torch", "transformers", "orca-xmodal"],
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(name, version, "fingerprint", model_ref["fingerprint"])
+    client.set_tag(run_id, "registered_model", f"{name}/{version}")
+    logger.info("registered %s version %s", name, version)
+    return version
+
+
+def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> str | None:
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    for version in versions:
+        if version.tags.get("fingerprint") == fingerprint:
+            return str(version.version)
+    return None
+
+
+@task(name="finish-tracking", **NO_CACHE)
+def finish_run(
+    run_id: str, status: str, result: dict[str, Any] | None = None, error: str | None = None
+) -> None:
+    client = _client()
+    if error:
+        client.set_tag(run_id, "error", error[:5000])
+    client.set_terminated(run_id, status=status)
