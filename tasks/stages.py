@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 
 from orca.config import AlignConfig, ProxyConfig, RefineConfig
 from orca.stages import align as align_stage
@@ -17,6 +17,7 @@ from orca.stages import ingest as ingest_stage
 from orca.stages import proxy as proxy_stage
 from orca.stages import refine as refine_stage
 from tasks.caching import stage_cache_key, stage_dir
+from tasks.logs import run_logger
 
 STAGE_OPTIONS: dict[str, Any] = {
     "persist_result": True,
@@ -31,14 +32,14 @@ def ingest(task_name: str, seed: int) -> dict[str, Any]:
     out = stage_dir("ingest", {"task_name": task_name, "seed": seed})
     reference = ingest_stage.ingest(task_name, out, seed)
     sizes = {name: split["rows"] for name, split in reference["splits"].items()}
-    get_run_logger().info("ingested %s: %s -> %s", task_name, sizes, out)
+    run_logger().info("ingested %s: %s -> %s", task_name, sizes, out)
     return reference
 
 
 @task(name="proxy", cache_key_fn=stage_cache_key("proxy"), tags=["gpu"], **STAGE_OPTIONS)
 def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
     """Featurise the labelled proxy dataset with the body's own input embedding."""
-    logger = get_run_logger()
+    logger = run_logger()
     out = stage_dir("proxy", {"backbone": backbone, "config": config})
 
     def progress(done: int, total: int) -> None:
@@ -67,7 +68,7 @@ def align(
     seed: int,
 ) -> dict[str, Any]:
     """Train the embedder to minimise OTDD to the proxy features (epochs=0: keep init)."""
-    logger = get_run_logger()
+    logger = run_logger()
     params = {
         "task_name": task_name,
         "backbone": backbone,
@@ -104,7 +105,7 @@ def refine(
     seed: int,
 ) -> dict[str, Any]:
     """Fine-tune the whole model; keep the best epoch on the validation split."""
-    logger = get_run_logger()
+    logger = run_logger()
     params = {
         "task_name": task_name,
         "backbone": backbone,
@@ -144,5 +145,5 @@ def evaluate(
 ) -> dict[str, Any]:
     """The test metric of the selected model (the only read of the test split)."""
     result = evaluate_stage.evaluate(task_name, backbone, dataset, model, seed)
-    get_run_logger().info("test %s = %.4f", result["metric"], result["value"])
+    run_logger().info("test %s = %.4f", result["metric"], result["value"])
     return result

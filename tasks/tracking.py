@@ -12,10 +12,11 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric
-from prefect import get_run_logger, task
+from prefect import task
 
 from orca.configbase import flatten
 from orca.pipeline_config import PipelineConfig
+from tasks.logs import run_logger
 
 EXPERIMENT = "orca"
 NO_CACHE: dict[str, Any] = {"persist_result": False, "cache_policy": None}
@@ -89,7 +90,7 @@ def register_model(run_id: str, config: PipelineConfig, model_ref: dict[str, Any
     """
     from orca.stages.evaluate import load_trained_model
 
-    logger = get_run_logger()
+    logger = run_logger()
     client = _client()
     name = registered_model_name(config.task)
     existing = _version_with_fingerprint(client, name, model_ref["fingerprint"])

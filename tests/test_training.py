@@ -1,0 +1,98 @@
+import torch
+
+from orca.config import AlignConfig, RefineConfig
+from orca.data.tasks import get_task
+from orca.metrics import LOSSES, METRICS
+from orca.model import create_model
+from orca.training.align import train_embedder
+from orca.training.finetune import fine_tune
+from orca.training.optim import warmup_then_decay
+
+
+def _toy_task_data(n=24, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    t = torch.linspace(0, 6.28, 150)
+    x = torch.sin(t * (1 + y[:, None])) + 0.1 * torch.randn(n, 150, generator=generator)
+    return x[:, None, :].float(), y  # (N, 1, 150)
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_align_trains_only_the_embedder_and_lowers_the_distance(tiny_bert_dir):
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    x, y = _toy_task_data()
+    generator = torch.Generator().manual_seed(1)
+    source = torch.randn(60, 32, generator=generator) + 1.0
+    source_labels = torch.arange(60) % 3
+    body_before, head_before = _snapshot(model.body), _snapshot(model.predictor)
+    embedder_before = _snapshot(model.embedder)
+    config = AlignConfig(epochs=6, lr=1e-2, lr_milestones=(100,), samples_per_class=8)
+    history = train_embedder(model, x, y, source, source_labels, config, seed=0)
+    assert len(history.distances) == 7
+    assert history.distances[-1] < 0.9 * history.distances[0]
+    for key, value in _snapshot(model.body).items():
+        assert torch.equal(value, body_before[key]), key
+    for key, value in _snapshot(model.predictor).items():
+        assert torch.equal(value, head_before[key]), key
+    after = _snapshot(model.embedder)
+    assert not torch.equal(after["projection.weight"], embedder_before["projection.weight"])
+    assert not torch.equal(after["norm.weight"], embedder_before["norm.weight"])
+
+
+def test_align_with_zero_epochs_keeps_the_initial_embedder(tiny_bert_dir):
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    before = _snapshot(model.embedder)
+    x, y = _toy_task_data(n=8)
+    history = train_embedder(
+        model, x, y, torch.randn(20, 32), torch.arange(20) % 2, AlignConfig(epochs=0), seed=0
+    )
+    assert len(history.distances) == 1 and history.distances[0] > 0
+    for key, value in _snapshot(model.embedder).items():
+        assert torch.equal(value, before[key])
+
+
+def test_fine_tune_learns_and_selects_on_validation(tiny_bert_dir):
+    torch.manual_seed(0)
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    x, y = _toy_task_data(n=48)
+    body_before = _snapshot(model.body)
+    config = RefineConfig(epochs=8, batch_size=8, lr=3e-3, accumulation_steps=2, clip_norm=1.0)
+    result = fine_tune(
+        model,
+        (x[:32], y[:32]),
+        (x[32:], y[32:]),
+        config,
+        LOSSES.get("cross_entropy"),
+        METRICS.get("error_rate"),
+        seed=0,
+    )
+    assert len(result.history) == 8
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    best = min(result.history, key=lambda r: r.val_metric)
+    assert result.best_val_metric == best.val_metric
+    assert result.history[result.best_epoch].val_metric == best.val_metric
+    # Full fine-tuning: the body changed too.
+    changed = [k for k, v in _snapshot(model.body).items() if not torch.equal(v, body_before[k])]
+    assert any("attention" in k for k in changed) and any("intermediate" in k for k in changed)
+
+
+def test_warmup_then_linear_decay_per_step():
+    factor = warmup_then_decay(total_steps=10, warmup_steps=2, decay="linear")
+    assert [round(factor(s), 3) for s in range(11)] == [
+        0.5,
+        1.0,
+        1.0,
+        0.875,
+        0.75,
+        0.625,
+        0.5,
+        0.375,
+        0.25,
+        0.125,
+        0.0,
+    ]
+    cosine = warmup_then_decay(total_steps=4, warmup_steps=0, decay="cosine")
+    assert [round(cosine(s), 3) for s in range(5)] == [1.0, 0.854, 0.5, 0.146, 0.0]
