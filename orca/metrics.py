@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score, roc_auc_score
 
 from orca.registry import Registry
 
@@ -46,6 +45,8 @@ def _error_rate(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _one_minus_auroc(logits: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score  # imported on use: it costs seconds at startup
+
     if logits.shape[1] == 2:
         return float(1.0 - roc_auc_score(y, logits[:, 1] - logits[:, 0]))
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
@@ -53,6 +54,8 @@ def _one_minus_auroc(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _one_minus_macro_f1(logits: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
     return float(1.0 - f1_score(y, logits.argmax(axis=1), average="macro"))
 
 

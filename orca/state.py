@@ -8,6 +8,7 @@ Layout under the state root (default `./.orca`, overridable with ORCA_HOME):
     prefect/     PREFECT_HOME: Prefect's own database and settings
     mlflow.db    MLflow tracking store (SQLite)
     mlartifacts/ MLflow artifact store
+    downloads/   third-party data caches (e.g. aeon's), instead of the home directory
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class StateDir:
             "DO_NOT_TRACK": "true",
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "TOKENIZERS_PARALLELISM": "false",
+            "AEON_DATA": str(self.root / "downloads" / "aeon"),
         }
 
 

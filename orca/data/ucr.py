@@ -45,7 +45,8 @@ register_task(
         metric="error_rate",
         loader=lambda: load_ucr("GunPoint"),
         max_seq_len=64,
-        align=AlignConfig(epochs=20, lr=1e-4, samples_per_class=64, lr_milestones=(10, 15)),
-        refine=RefineConfig(epochs=15, batch_size=8, lr=5e-5, warmup_fraction=0.1),
+        # The paper's rule: embedder learning rate = 10x the fine-tuning rate.
+        align=AlignConfig(epochs=20, lr=1e-3, samples_per_class=64, lr_milestones=(10, 15)),
+        refine=RefineConfig(epochs=30, batch_size=8, lr=1e-4, warmup_fraction=0.1),
     )
 )

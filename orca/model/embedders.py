@@ -3,6 +3,9 @@
 The 1D embedder follows the paper: a strided Conv1d whose stride s is the smallest divisor
 of the input length L with L/s <= the sequence limit, then a LayerNorm and the body's
 positional embeddings, both copied from the pretrained body. The conv is Xavier-initialised.
+Its bias is drawn from the same range as the weights: with a zero bias the LayerNorm makes
+each token blind to the scale of its input window, and PyTorch's default bias range is ~10x
+the weights' output for unit-scale inputs, which makes every token start as LayerNorm(bias).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ class Conv1dEmbedder(nn.Module):
             in_channels, hidden_size, kernel_size=self.stride, stride=self.stride
         )
         nn.init.xavier_uniform_(self.projection.weight)
-        nn.init.zeros_(self.projection.bias)
+        fan_in, fan_out = in_channels * self.stride, hidden_size * self.stride
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5  # the Xavier-uniform range of the weights
+        nn.init.uniform_(self.projection.bias, -bound, bound)
         self.norm = copy.deepcopy(norm)
         self.positions = copy.deepcopy(positions)
         position_ids = torch.arange(self.num_tokens) + position_offset

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from orca.atomic import atomic_directory
 from orca.data.arrow_io import write_split
@@ -20,6 +19,8 @@ def split_train_validation(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
 ) -> tuple[np.ndarray, ...]:
     """Hold out `fraction` of the training data for validation (stratified for classes)."""
+    from sklearn.model_selection import train_test_split
+
     return tuple(
         train_test_split(
             x, y, test_size=fraction, random_state=seed, stratify=y if stratify else None
