@@ -1,8 +1,9 @@
 """Wall time of `orca run gunpoint`: cold (fresh state directory) and warm (all cached).
 
 Targets on 2 cores: cold < 180 s, warm < 15 s. As references measured in the same run, it
-also times the bare imports the CLI needs (torch, transformers, prefect, mlflow), which
-bound the warm run from below, and prints warm/cold and warm/import ratios.
+also times (a) the bare imports the CLI needs and (b) an empty Prefect flow in a fresh
+process, which pays the same ephemeral-server start and stop as every `orca run`. Their
+sum bounds the warm run from below; the script prints the ratios against both.
 
     .venv/bin/python benchmarks/bench_run_gunpoint.py [--keep STATE_DIR]
 """
@@ -44,6 +45,12 @@ def main() -> None:
     imports, _ = timed(
         [sys.executable, "-c", "import torch, transformers, prefect, mlflow, sklearn"], env
     )
+    empty_flow = (
+        "from orca.state import activate; activate(); from prefect import flow; "
+        "flow(name='empty')(lambda: None)()"
+    )
+    timed([sys.executable, "-c", empty_flow], env)  # creates Prefect's database once
+    empty, _ = timed([sys.executable, "-c", empty_flow], env)
     command = [str(BIN / "orca"), "run", "gunpoint", "--json"]
     cold, cold_out = timed(command, env)
     warm, warm_out = timed(command, env)
@@ -55,7 +62,9 @@ def main() -> None:
     print(f"orca run cold        {cold:7.1f} s   target < 180 s   stages {cold_result['stages']}")
     print(f"orca run warm        {warm:7.1f} s   target <  15 s   stages {warm_result['stages']}")
     print(f"warm / cold          {warm / cold:7.3f}")
+    print(f"empty Prefect flow (reference) {empty:5.1f} s")
     print(f"warm / imports       {warm / imports:7.2f}")
+    print(f"warm / empty flow    {warm / empty:7.2f}")
     print(
         f"test {cold_result['metric']}: cold {cold_result['value']:.3f}, "
         f"warm {warm_result['value']:.3f}"

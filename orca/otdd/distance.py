@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -117,6 +116,8 @@ def _augmented_cost(
 def _exact_ot(cost: Tensor) -> Tensor:
     """min_P <P, M> with uniform weights; the optimal plan is found by POT's network simplex and
     held fixed, so the gradient with respect to M is P (exact where the plan is unique)."""
+    import ot  # imported on use: POT pulls in scikit-learn, seconds at startup
+
     n, m = cost.shape
     plan = ot.emd(
         np.full(n, 1.0 / n),

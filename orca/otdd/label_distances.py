@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -86,6 +85,8 @@ def _fill(
 @LABEL_DISTANCES.register("exact")
 def exact_distances(groups_a: list[Tensor], groups_b: list[Tensor], same: bool) -> Tensor:
     """Exact W_2^2 between every pair of class samples, solved in float64 on the CPU."""
+    import ot  # imported on use: POT pulls in scikit-learn, seconds at startup
+
     cpu_a = [x.detach().to("cpu", torch.float64) for x in groups_a]
     cpu_b = cpu_a if same else [x.detach().to("cpu", torch.float64) for x in groups_b]
     values = {}
