@@ -43,7 +43,13 @@ def main() -> None:
         env.pop(var, None)
 
     imports, _ = timed(
-        [sys.executable, "-c", "import torch, transformers, prefect, mlflow, sklearn"], env
+        [
+            sys.executable,
+            "-c",
+            "from orca.state import activate; activate(); "
+            "import torch, transformers, prefect, mlflow",
+        ],
+        env,
     )
     empty_flow = (
         "from orca.state import activate; activate(); from prefect import flow; "
