@@ -7,6 +7,7 @@ Cached still records the full alignment and training curves.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import mlflow
@@ -62,23 +63,41 @@ def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any
     """Record a stage's final state and its metrics (curves and values) in the run."""
     client = _client()
     client.set_tag(run_id, f"stage.{stage}", state_name)
-    metrics: list[Metric] = []
+    extract = STAGE_METRICS.get(stage)
+    if extract is None:
+        return
     timestamp = int(time.time() * 1000)
-    if stage == "align":
-        metrics += [
-            Metric("align_distance", d, timestamp, step)
-            for step, d in enumerate(reference["distances"])
-        ]
-    elif stage == "refine":
-        for record in reference["history"]:
-            for name in ("train_loss", "val_loss", "val_metric", "lr"):
-                metrics.append(Metric(name, record[name], timestamp, record["epoch"]))
-        metrics.append(Metric("best_val_metric", reference["best_val_metric"], timestamp, 0))
+    metrics = [
+        Metric(name, float(value), timestamp, step) for name, value, step in extract(reference)
+    ]
+    client.log_batch(run_id, metrics=metrics)
+    if stage == "refine":
         client.set_tag(run_id, "refine.best_epoch", str(reference["best_epoch"]))
-    elif stage == "evaluate":
-        metrics.append(Metric(f"test_{reference['metric']}", reference["value"], timestamp, 0))
-    if metrics:
-        client.log_batch(run_id, metrics=metrics)
+
+
+def _align_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]:
+    return [("align_distance", d, step) for step, d in enumerate(reference["distances"])]
+
+
+def _refine_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]:
+    curves = [
+        (name, record[name], record["epoch"])
+        for record in reference["history"]
+        for name in ("train_loss", "val_loss", "val_metric", "lr")
+    ]
+    return [*curves, ("best_val_metric", reference["best_val_metric"], 0)]
+
+
+def _evaluate_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]:
+    return [(f"test_{reference['metric']}", reference["value"], 0)]
+
+
+# Which metrics each stage's reference carries; stages not listed log only their state.
+STAGE_METRICS: dict[str, Callable[[dict[str, Any]], list[tuple[str, float, int]]]] = {
+    "align": _align_metrics,
+    "refine": _refine_metrics,
+    "evaluate": _evaluate_metrics,
+}
 
 
 @task(name="register-model", **NO_CACHE)
