@@ -9,7 +9,7 @@ from orca.configbase import Config, check_choice, check_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant")
-ALIGN_METRICS = ("otdd",)
+ALIGN_METRICS = ("otdd", "mmd", "l2", "cosine")
 OTDD_INNER = ("exact", "sinkhorn", "gaussian")
 
 
@@ -36,7 +36,7 @@ class AlignConfig(Config):
     at most `samples_per_class` target examples per class, and StepLR x0.2 at `lr_milestones`.
     """
 
-    metric: Literal["otdd"] = "otdd"
+    metric: Literal["otdd", "mmd", "l2", "cosine"] = "otdd"
     epochs: int = 60
     lr: float = 1e-4
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from orca.alignment.pseudo_labels import kmeans_pseudo_labels
 from orca.atomic import atomic_directory
 from orca.checkpoint import save_state
 from orca.config import AlignConfig
@@ -16,6 +17,8 @@ from orca.data.tasks import get_task
 from orca.fingerprint import fingerprint_file
 from orca.model import create_model
 from orca.training.align import train_embedder
+
+PSEUDO_LABEL_CLUSTERS = 10
 
 
 def align(
@@ -35,10 +38,16 @@ def align(
     model = create_model(spec, backbone, seed=seed)
     train = read_split(dataset["splits"]["train"]["path"])
     source = read_split(proxy["path"])
+    # Class labels where the task has them; k-means pseudo-labels of the targets otherwise.
+    labels = (
+        train.y
+        if spec.output == "classification"
+        else kmeans_pseudo_labels(train.y, k=PSEUDO_LABEL_CLUSTERS, seed=seed)
+    )
     history = train_embedder(
         model,
         torch.from_numpy(train.x),
-        torch.from_numpy(train.y).long(),
+        torch.from_numpy(labels).long(),
         torch.from_numpy(source.x),
         torch.from_numpy(source.y).long(),
         config.replace(epochs=epochs),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from orca.alignment.metrics import create_alignment_metric
 from orca.config import AlignConfig
-from orca.otdd import OTDD, OTDDConfig
 from orca.training.optim import create_optimizer
 
 
@@ -26,16 +26,18 @@ class AlignHistory:
 
 def alignment_metric(
     config: AlignConfig, source_features: torch.Tensor, source_labels: torch.Tensor, seed: int
-) -> OTDD:
-    """The OTDD to the proxy; source x source label distances are computed here, once."""
-    otdd_config = OTDDConfig(
+):
+    """The loss to the proxy; any work on the source side (e.g. OTDD's source x source
+    label distances) is done here, once for the whole stage."""
+    return create_alignment_metric(
+        config.metric,
+        source_features,
+        source_labels,
         inner=config.otdd_inner,
-        outer="sinkhorn",
         epsilon=config.otdd_epsilon,
         max_samples=config.max_source_samples,
         seed=seed,
     )
-    return OTDD(source_features, source_labels, otdd_config)
 
 
 def _class_loss(embed, metric, x, labels, classes, weights, cap, generator, backward):
