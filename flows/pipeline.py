@@ -54,6 +54,7 @@ def pipeline(config: PipelineConfig) -> dict[str, Any]:
             config=config.align,
             epochs=config.align_epochs,
             seed=config.seed,
+            pretrained=config.pretrained_body,
         )
         model = _run_stage(
             run_id,
@@ -66,6 +67,8 @@ def pipeline(config: PipelineConfig) -> dict[str, Any]:
             embedder=embedder,
             config=config.refine,
             seed=config.seed,
+            mode=config.refine_mode,
+            pretrained=config.pretrained_body,
         )
         result = _run_stage(
             run_id,

@@ -12,8 +12,22 @@ class MethodSpec:
     name: str
     description: str
     align: bool  # run stage 2 (embedder learning); otherwise the embedder keeps its init
+    refine_mode: str = "full"  # a name in orca.training.refine_modes.REFINE_MODES
+    pretrained_body: bool = True  # False: the same architecture, randomly initialised
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
-METHODS.register("orca", MethodSpec("orca", "OTDD embedder alignment, then full fine-tuning", True))
-METHODS.register("no-align", MethodSpec("no-align", "full fine-tuning with stage 2 skipped", False))
+for _method in (
+    MethodSpec("orca", "embedder alignment to the proxy, then full fine-tuning", True),
+    MethodSpec("no-align", "full fine-tuning with stage 2 skipped", False),
+    MethodSpec(
+        "fpt",
+        "partial fine-tuning (FPT): attention and feed-forward frozen",
+        False,
+        refine_mode="fpt",
+    ),
+    MethodSpec(
+        "scratch", "the same architecture trained from a random body", False, pretrained_body=False
+    ),
+):
+    METHODS.register(_method.name, _method)

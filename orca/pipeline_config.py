@@ -82,6 +82,14 @@ class PipelineConfig(Config):
         )
 
     @property
+    def refine_mode(self) -> str:
+        return METHODS.get(self.method).refine_mode
+
+    @property
+    def pretrained_body(self) -> bool:
+        return METHODS.get(self.method).pretrained_body
+
+    @property
     def align_epochs(self) -> int:
         """Embedder epochs actually run: zero for methods that skip stage 2."""
         return self.align.epochs if METHODS.get(self.method).align else 0

@@ -29,7 +29,7 @@ STAGE_OPTIONS: dict[str, Any] = {
 @task(name="ingest", cache_key_fn=stage_cache_key("ingest"), **STAGE_OPTIONS)
 def ingest(task_name: str, seed: int) -> dict[str, Any]:
     """Write the task's train/validation/test splits to Arrow files."""
-    out = stage_dir("ingest", {"task_name": task_name, "seed": seed})
+    out = stage_dir("ingest", dict(locals()))
     reference = ingest_stage.ingest(task_name, out, seed)
     sizes = {name: split["rows"] for name, split in reference["splits"].items()}
     run_logger().info("ingested %s: %s -> %s", task_name, sizes, out)
@@ -39,8 +39,8 @@ def ingest(task_name: str, seed: int) -> dict[str, Any]:
 @task(name="proxy", cache_key_fn=stage_cache_key("proxy"), tags=["gpu"], **STAGE_OPTIONS)
 def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
     """Featurise the labelled proxy dataset with the body's own input embedding."""
+    out = stage_dir("proxy", dict(locals()))
     logger = run_logger()
-    out = stage_dir("proxy", {"backbone": backbone, "config": config})
 
     def progress(done: int, total: int) -> None:
         if done == total or done % (config.batch_size * 10) == 0:
@@ -66,18 +66,11 @@ def align(
     config: AlignConfig,
     epochs: int,
     seed: int,
+    pretrained: bool = True,
 ) -> dict[str, Any]:
-    """Train the embedder to minimise OTDD to the proxy features (epochs=0: keep init)."""
+    """Train the embedder to minimise the alignment loss to the proxy (epochs=0: keep init)."""
+    params = dict(locals())  # exactly the parameters, as the cache key saw them
     logger = run_logger()
-    params = {
-        "task_name": task_name,
-        "backbone": backbone,
-        "dataset": dataset,
-        "proxy": proxy,
-        "config": config,
-        "epochs": epochs,
-        "seed": seed,
-    }
 
     def on_epoch(epoch: int, distance: float) -> None:
         logger.info("align epoch %d/%d: %s %.5f", epoch, epochs, config.metric, distance)
@@ -92,6 +85,7 @@ def align(
         stage_dir("align", params),
         seed,
         on_epoch=on_epoch,
+        pretrained=pretrained,
     )
 
 
@@ -103,17 +97,12 @@ def refine(
     embedder: dict[str, Any],
     config: RefineConfig,
     seed: int,
+    mode: str = "full",
+    pretrained: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune the whole model; keep the best epoch on the validation split."""
+    """Fine-tune the parameters `mode` selects; keep the best epoch on the validation split."""
+    params = dict(locals())  # exactly the parameters, as the cache key saw them
     logger = run_logger()
-    params = {
-        "task_name": task_name,
-        "backbone": backbone,
-        "dataset": dataset,
-        "embedder": embedder,
-        "config": config,
-        "seed": seed,
-    }
 
     def on_epoch(record) -> None:
         logger.info(
@@ -134,6 +123,8 @@ def refine(
         stage_dir("refine", params),
         seed,
         on_epoch=on_epoch,
+        mode=mode,
+        pretrained=pretrained,
     )
 
 

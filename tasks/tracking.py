@@ -51,6 +51,8 @@ def start_run(config: PipelineConfig, flow_run_id: str | None) -> str:
     )
     params = flatten(config.to_dict())
     params["align.epochs_run"] = config.align_epochs
+    params["refine.mode"] = config.refine_mode
+    params["body.pretrained"] = config.pretrained_body
     client.log_batch(
         run.info.run_id,
         params=[mlflow.entities.Param(k, str(v)) for k, v in sorted(params.items())],

@@ -10,7 +10,10 @@ from flows.cli import main, parse_overrides
     [
         (["run", "gunpiont"], "unknown task 'gunpiont'; valid tasks: gunpoint"),
         (["run", "gunpoint", "--backbone", "gpt-9"], "unknown backbone 'gpt-9'; valid backbones"),
-        (["run", "gunpoint", "--method", "fptt"], "unknown method 'fptt'; valid methods: no-align"),
+        (
+            ["run", "gunpoint", "--method", "fptt"],
+            "unknown method 'fptt'; valid methods: fpt, no-align, orca, scratch",
+        ),
         (["run", "gunpoint", "--set", "refine.lr=-0.1"], "refine.lr=-0.1 is out of range"),
         (["run", "gunpoint", "--set", "refine.optimizer=lion"], "refine.optimizer='lion'"),
         (["run", "gunpoint", "--set", "lr=0.1"], "expected SECTION.FIELD=VALUE"),

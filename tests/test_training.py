@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from orca.config import AlignConfig, RefineConfig
@@ -96,3 +97,54 @@ def test_warmup_then_linear_decay_per_step():
     ]
     cosine = warmup_then_decay(total_steps=4, warmup_steps=0, decay="cosine")
     assert [round(cosine(s), 3) for s in range(5)] == [1.0, 0.854, 0.5, 0.146, 0.0]
+
+
+def _changed_after_training(model, mode, steps_data):
+    from orca.training.refine_modes import apply_refine_mode
+
+    apply_refine_mode(model, mode)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    x, y = steps_data
+    fine_tune(
+        model,
+        (x[:16], y[:16]),
+        (x[16:], y[16:]),
+        RefineConfig(epochs=2, batch_size=8, lr=1e-2, warmup_fraction=0.0),
+        LOSSES.get("cross_entropy"),
+        METRICS.get("error_rate"),
+        seed=0,
+    )
+    changed = {k for k, v in model.named_parameters() if not torch.equal(v, before[k])}
+    return changed, set(before)
+
+
+@pytest.mark.parametrize("mode", ["full", "fpt", "layernorm", "linear_probe"])
+def test_each_refine_mode_changes_exactly_its_parameters(tiny_bert_dir, mode):
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    changed, everything = _changed_after_training(model, mode, _toy_task_data(n=24))
+    # The body's own input embedding and pooler are never run, so they never change.
+    unused = {
+        k for k in everything if k.startswith(("body.model.embeddings.", "body.model.pooler."))
+    }
+    in_body = {k for k in everything if k.startswith("body.") and k not in unused}
+    norms = {k for k in everything if "LayerNorm" in k or k.startswith("embedder.norm.")}
+    expected = {
+        "full": everything - unused,
+        "fpt": (everything - in_body - unused) | (in_body & norms),
+        "layernorm": {k for k in everything if k.startswith("predictor.")} | (norms - unused),
+        "linear_probe": {k for k in everything if k.startswith("predictor.")},
+    }[mode]
+    assert changed == expected
+    if mode == "fpt":
+        assert not any("attention.self" in k or "intermediate" in k for k in changed)
+        assert "embedder.projection.weight" in changed and "embedder.positions.weight" in changed
+
+
+def test_scratch_body_has_the_same_architecture_and_random_weights(tiny_bert_dir):
+    spec = get_task("gunpoint")
+    pretrained = create_model(spec, str(tiny_bert_dir), seed=0)
+    scratch = create_model(spec, str(tiny_bert_dir), seed=0, pretrained=False)
+    shapes = {k: v.shape for k, v in pretrained.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in scratch.state_dict().items()}
+    key = "body.model.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(pretrained.state_dict()[key], scratch.state_dict()[key])

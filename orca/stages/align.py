@@ -31,11 +31,12 @@ def align(
     out_dir: str | Path,
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
+    pretrained: bool = True,
 ) -> dict[str, Any]:
     """Train the embedder for `epochs` (0 keeps its initialisation) and save it."""
     torch.manual_seed(seed)
     spec = get_task(task_name)
-    model = create_model(spec, backbone, seed=seed)
+    model = create_model(spec, backbone, seed=seed, pretrained=pretrained)
     train = read_split(dataset["splits"]["train"]["path"])
     source = read_split(proxy["path"])
     # Class labels where the task has them; k-means pseudo-labels of the targets otherwise.

@@ -17,6 +17,7 @@ from orca.fingerprint import fingerprint_file
 from orca.metrics import LOSSES, METRICS
 from orca.model import create_model
 from orca.training.finetune import EpochRecord, fine_tune
+from orca.training.refine_modes import apply_refine_mode
 
 
 def device_for_training() -> torch.device:
@@ -37,11 +38,15 @@ def refine(
     out_dir: str | Path,
     seed: int,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    mode: str = "full",
+    pretrained: bool = True,
 ) -> dict[str, Any]:
+    """Fine-tune the parameters that `mode` selects; keep the best epoch on validation."""
     torch.manual_seed(seed)
     spec = get_task(task_name)
-    model = create_model(spec, backbone, seed=seed)
+    model = create_model(spec, backbone, seed=seed, pretrained=pretrained)
     load_into(model.embedder, embedder["path"])
+    trainable = set(apply_refine_mode(model, mode))
     model.to(device_for_training())
     result = fine_tune(
         model,
@@ -66,6 +71,10 @@ def refine(
         "best_epoch": result.best_epoch,
         "best_val_metric": result.best_val_metric,
         "stopped_early": result.stopped_early,
+        "mode": mode,
+        "trainable_parameters": sum(
+            p.numel() for name, p in model.named_parameters() if name in trainable
+        ),
         "history": [record.to_dict() for record in result.history],
         "fingerprint": fingerprint,
     }
