@@ -58,16 +58,23 @@ def _subsample(source: Tensor, max_samples: int | None, seed: int) -> Tensor:
     return source[torch.randperm(len(source), generator=generator)[:max_samples]]
 
 
-@ALIGNMENT_METRICS.register("mmd")
-def mmd_loss(
-    source: Tensor,
-    source_labels: Tensor,
-    *,
-    max_samples: int | None = 5000,
-    seed: int = 0,
-    **_: object,
-) -> AlignmentLoss:
-    xs = _subsample(source, max_samples, seed).detach()
+def _label_free(build: Callable[[Tensor], AlignmentLoss]) -> Callable[..., AlignmentLoss]:
+    """A factory for a metric that ignores labels: subsample the source once, then build."""
+
+    def factory(
+        source: Tensor,
+        source_labels: Tensor,
+        *,
+        max_samples: int | None = 5000,
+        seed: int = 0,
+        **_: object,
+    ) -> AlignmentLoss:
+        return build(_subsample(source, max_samples, seed).detach())
+
+    return factory
+
+
+def _mmd(xs: Tensor) -> AlignmentLoss:
     dss = squared_distances(xs, xs)  # (n, n)
     rows, cols = torch.triu_indices(len(xs), len(xs), offset=1)
     pairs = dss[rows, cols]  # distinct pairs only: the diagonal is ~0, not exactly 0
@@ -80,45 +87,32 @@ def mmd_loss(
     source_term = kernel_mean(dss)
 
     def loss(target: Tensor, target_labels: Tensor) -> Tensor:
-        xs_t = xs.to(target.dtype)
         return (
             source_term.to(target.dtype)
             + kernel_mean(squared_distances(target, target))
-            - 2 * kernel_mean(squared_distances(xs_t, target))
+            - 2 * kernel_mean(squared_distances(xs.to(target.dtype), target))
         )
 
     return loss
 
 
-@ALIGNMENT_METRICS.register("l2")
-def l2_loss(
-    source: Tensor,
-    source_labels: Tensor,
-    *,
-    max_samples: int | None = 5000,
-    seed: int = 0,
-    **_: object,
-) -> AlignmentLoss:
-    xs = _subsample(source, max_samples, seed).detach()
+def _l2(xs: Tensor) -> AlignmentLoss:
     return lambda target, target_labels: squared_distances(xs.to(target.dtype), target).mean()
 
 
-@ALIGNMENT_METRICS.register("cosine")
-def cosine_loss(
-    source: Tensor,
-    source_labels: Tensor,
-    *,
-    max_samples: int | None = 5000,
-    seed: int = 0,
-    **_: object,
-) -> AlignmentLoss:
-    xs = torch.nn.functional.normalize(_subsample(source, max_samples, seed).detach(), dim=1)
+def _cosine(xs: Tensor) -> AlignmentLoss:
+    unit = torch.nn.functional.normalize(xs, dim=1)
 
     def loss(target: Tensor, target_labels: Tensor) -> Tensor:
         xt = torch.nn.functional.normalize(target, dim=1)
-        return 1.0 - (xs.to(target.dtype) @ xt.T).mean()  # (n, m) similarities
+        return 1.0 - (unit.to(target.dtype) @ xt.T).mean()  # (n, m) similarities
 
     return loss
+
+
+ALIGNMENT_METRICS.register("mmd", _label_free(_mmd))
+ALIGNMENT_METRICS.register("l2", _label_free(_l2))
+ALIGNMENT_METRICS.register("cosine", _label_free(_cosine))
 
 
 def create_alignment_metric(
