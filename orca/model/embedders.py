@@ -81,3 +81,90 @@ def conv1d_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) ->
         positions=body.position_embeddings,
         position_offset=body.position_offset,
     )
+
+
+def choose_patch(height: int, width: int, max_tokens: int) -> int:
+    """Smallest patch size p with ceil(H/p) * ceil(W/p) <= max_tokens."""
+    for patch in range(1, max(height, width) + 1):
+        if -(-height // patch) * -(-width // patch) <= max_tokens:
+            return patch
+    return max(height, width)
+
+
+class Conv2dTokenEmbedder(nn.Module):
+    """(B, C, H, W) -> (B, gh*gw, D) for a text body: zero-pad H and W up to multiples of
+    the patch size p, Conv2d(C, D, kernel=stride=p), flatten the grid row-major, LayerNorm,
+    + body position embeddings (all copied from the body, as in the 1D embedder)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        height: int,
+        width: int,
+        hidden_size: int,
+        max_tokens: int,
+        norm: nn.LayerNorm,
+        positions: nn.Embedding,
+        position_offset: int = 0,
+    ) -> None:
+        super().__init__()
+        self.input_hw = (height, width)
+        self.patch = choose_patch(height, width, max_tokens)
+        self.grid = (-(-height // self.patch), -(-width // self.patch))
+        self.projection = nn.Conv2d(in_channels, hidden_size, self.patch, stride=self.patch)
+        nn.init.xavier_uniform_(self.projection.weight)
+        fan_in = in_channels * self.patch**2
+        bound = (6.0 / (fan_in + hidden_size * self.patch**2)) ** 0.5
+        nn.init.uniform_(self.projection.bias, -bound, bound)
+        self.norm = copy.deepcopy(norm)
+        self.positions = copy.deepcopy(positions)
+        position_ids = torch.arange(self.grid[0] * self.grid[1]) + position_offset
+        self.register_buffer("position_ids", position_ids, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h = self.grid[0] * self.patch - x.shape[-2]
+        pad_w = self.grid[1] * self.patch - x.shape[-1]
+        x = nn.functional.pad(x, (0, pad_w, 0, pad_h))  # (B, C, gh*p, gw*p)
+        h = self.projection(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, gh*gw, D)
+        return self.norm(h) + self.positions(self.position_ids)
+
+
+@EMBEDDERS.register("2d")
+def conv2d_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -> nn.Module:
+    """Build the 2D embedder for a (C, H, W) input around a text body."""
+    if len(input_shape) != 3:
+        raise ValueError(f"2d embedder expects input_shape (C, H, W), got {tuple(input_shape)}")
+    in_channels, height, width = input_shape
+    return Conv2dTokenEmbedder(
+        in_channels,
+        height,
+        width,
+        body.hidden_size,
+        max_tokens=min(max_seq_len, body.max_positions),
+        norm=body.embedding_norm,
+        positions=body.position_embeddings,
+        position_offset=body.position_offset,
+    )
+
+
+@EMBEDDERS.register("tabular")
+def tabular_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -> nn.Module:
+    """One token per feature: input (C, F), C = 1 for numeric features or the widest
+    one-hot width for categoricals; a stride-1 conv is a per-feature Linear(C, D)."""
+    if len(input_shape) != 2:
+        raise ValueError(f"tabular embedder expects input_shape (C, F), got {input_shape}")
+    channels, features = input_shape
+    if features > body.max_positions:
+        raise ValueError(
+            f"tabular input has {features} features but the body has only "
+            f"{body.max_positions} positions (one token per feature)"
+        )
+    return Conv1dEmbedder(
+        channels,
+        features,
+        body.hidden_size,
+        max_tokens=features,
+        norm=body.embedding_norm,
+        positions=body.position_embeddings,
+        position_offset=body.position_offset,
+    )

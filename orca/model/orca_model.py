@@ -51,7 +51,9 @@ def create_model(
     torch.manual_seed(seed)
     try:
         embedder = EMBEDDERS.get(task.modality)(body, task.input_shape, task.max_seq_len)
-        predictor = PREDICTORS.get(task.output)(body.hidden_size, task.num_outputs)
+        predictor = PREDICTORS.get(task.output)(
+            body.hidden_size, task.num_outputs, embedder=embedder
+        )
     finally:
         torch.random.set_rng_state(generator_state)
     return OrcaModel(embedder, body, predictor)
