@@ -17,7 +17,8 @@ from orca.training.finetune import evaluate as evaluate_metric
 def load_trained_model(
     task_name: str, backbone: str, model_ref: dict[str, Any], seed: int
 ) -> OrcaModel:
-    model = create_model(get_task(task_name), backbone, seed=seed)
+    # Every weight comes from the checkpoint, so the body is built without loading its own.
+    model = create_model(get_task(task_name), backbone, seed=seed, pretrained=False)
     load_into(model, model_ref["path"])
     return model.eval()
 
