@@ -31,6 +31,29 @@ def choose_stride(length: int, max_tokens: int) -> int:
     return length
 
 
+def _init_projection(conv: nn.Conv1d | nn.Conv2d) -> None:
+    """Xavier-uniform weights; bias drawn from the same range (see the module docstring)."""
+    nn.init.xavier_uniform_(conv.weight)
+    receptive = conv.weight[0, 0].numel()
+    fan_in, fan_out = conv.in_channels * receptive, conv.out_channels * receptive
+    bound = (6.0 / (fan_in + fan_out)) ** 0.5
+    nn.init.uniform_(conv.bias, -bound, bound)
+
+
+def _attach_body_layers(
+    module: nn.Module,
+    norm: nn.LayerNorm,
+    positions: nn.Embedding,
+    num_tokens: int,
+    position_offset: int,
+) -> None:
+    """Give `module` copies of the body's LayerNorm and position table, and its position ids."""
+    module.norm = copy.deepcopy(norm)
+    module.positions = copy.deepcopy(positions)
+    position_ids = torch.arange(num_tokens) + position_offset
+    module.register_buffer("position_ids", position_ids, persistent=False)
+
+
 class Conv1dEmbedder(nn.Module):
     """(B, C, L) -> (B, L/s, D): strided conv, LayerNorm, + body position embeddings."""
 
@@ -50,14 +73,8 @@ class Conv1dEmbedder(nn.Module):
         self.projection = nn.Conv1d(
             in_channels, hidden_size, kernel_size=self.stride, stride=self.stride
         )
-        nn.init.xavier_uniform_(self.projection.weight)
-        fan_in, fan_out = in_channels * self.stride, hidden_size * self.stride
-        bound = (6.0 / (fan_in + fan_out)) ** 0.5  # the Xavier-uniform range of the weights
-        nn.init.uniform_(self.projection.bias, -bound, bound)
-        self.norm = copy.deepcopy(norm)
-        self.positions = copy.deepcopy(positions)
-        position_ids = torch.arange(self.num_tokens) + position_offset
-        self.register_buffer("position_ids", position_ids, persistent=False)
+        _init_projection(self.projection)
+        _attach_body_layers(self, norm, positions, self.num_tokens, position_offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.projection(x)  # (B, D, T)
@@ -112,14 +129,9 @@ class Conv2dTokenEmbedder(nn.Module):
         self.patch = choose_patch(height, width, max_tokens)
         self.grid = (-(-height // self.patch), -(-width // self.patch))
         self.projection = nn.Conv2d(in_channels, hidden_size, self.patch, stride=self.patch)
-        nn.init.xavier_uniform_(self.projection.weight)
-        fan_in = in_channels * self.patch**2
-        bound = (6.0 / (fan_in + hidden_size * self.patch**2)) ** 0.5
-        nn.init.uniform_(self.projection.bias, -bound, bound)
-        self.norm = copy.deepcopy(norm)
-        self.positions = copy.deepcopy(positions)
-        position_ids = torch.arange(self.grid[0] * self.grid[1]) + position_offset
-        self.register_buffer("position_ids", position_ids, persistent=False)
+        _init_projection(self.projection)
+        num_tokens = self.grid[0] * self.grid[1]
+        _attach_body_layers(self, norm, positions, num_tokens, position_offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pad_h = self.grid[0] * self.patch - x.shape[-2]
