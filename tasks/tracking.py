@@ -147,9 +147,8 @@ def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str)
 
 
 @task(name="finish-tracking", **NO_CACHE)
-def finish_run(
-    run_id: str, status: str, result: dict[str, Any] | None = None, error: str | None = None
-) -> None:
+def finish_run(run_id: str, status: str, error: str | None = None) -> None:
+    """Close the run with its final status, recording the error of a failed one."""
     client = _client()
     if error:
         client.set_tag(run_id, "error", error[:5000])
