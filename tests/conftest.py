@@ -90,6 +90,93 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+def write_tiny_text_model(directory: Path, family: str, *, hidden: int = 32) -> Path:
+    """Save a 2-layer, D=32 RoBERTa or MPNet encoder (weights and config only)."""
+    from transformers import MPNetConfig, MPNetModel, RobertaConfig, RobertaModel
+
+    classes = {"roberta": (RobertaConfig, RobertaModel), "mpnet": (MPNetConfig, MPNetModel)}
+    config_class, model_class = classes[family]
+    torch.manual_seed(0)
+    config = config_class(
+        vocab_size=40,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=130,
+        pad_token_id=1,
+    )
+    model_class(config, add_pooling_layer=False).save_pretrained(directory)
+    return directory
+
+
+# Tiny timm vision bodies, registered like the real ones (random weights; 32x32 images).
+TINY_VISION_BODIES = {
+    "test-tiny-vit": (
+        "vit_tiny_patch16_224",
+        {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2},
+    ),
+    "test-tiny-swin": (
+        "swin_tiny_patch4_window7_224",
+        {
+            "img_size": 32,
+            "patch_size": 2,
+            "window_size": 4,
+            "embed_dim": 16,
+            "depths": (1, 1),
+            "num_heads": (1, 2),
+        },
+    ),
+}
+
+
+def _register_tiny_vision_bodies() -> None:
+    from orca.model.bodies import BODIES, BodySpec
+
+    for name, (arch, options) in TINY_VISION_BODIES.items():
+        if name not in BODIES:
+            BODIES.register(
+                name, BodySpec(name, "vision", lambda arch=arch: arch, "test body", options)
+            )
+
+
+_register_tiny_vision_bodies()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict:
+    """Local directories of tiny BERT, RoBERTa and MPNet encoders, by family."""
+    return {
+        "bert": tiny_bert_dir,
+        "roberta": write_tiny_text_model(tmp_path_factory.mktemp("tiny-roberta"), "roberta"),
+        "mpnet": write_tiny_text_model(tmp_path_factory.mktemp("tiny-mpnet"), "mpnet"),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_backbones(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Backbone strings NAME@FILE for the tiny vision bodies, weights saved as safetensors."""
+    from safetensors.torch import save_file
+
+    from orca.model.bodies import load_body
+
+    directory = tmp_path_factory.mktemp("tiny-vision")
+    backbones = {}
+    for name in TINY_VISION_BODIES:
+        torch.manual_seed(0)
+        body = load_body(name, pretrained=False)
+        path = directory / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in body.model.state_dict().items()}, str(path))
+        backbones[name] = f"{name}@{path}"
+    return backbones
+
+
+@pytest.fixture(scope="session")
+def backbones(tiny_text_dirs, tiny_vision_backbones) -> dict[str, str]:
+    """Every tiny test body's backbone string, by family name."""
+    return {**{k: str(v) for k, v in tiny_text_dirs.items()}, **tiny_vision_backbones}
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One Prefect test server and database for the whole session."""

@@ -4,8 +4,9 @@ from safetensors.torch import load_file, save_file
 
 from orca.data.tasks import get_task
 from orca.model import create_model
-from orca.model.bodies import BodyWeightsError, load_text_body
+from orca.model.bodies import BodyWeightsError
 from orca.model.embedders import Conv1dEmbedder, choose_stride
+from orca.model.text_body import load_text_body
 from orca.registry import UnknownNameError
 
 
@@ -17,7 +18,7 @@ from orca.registry import UnknownNameError
         (150, 50, 3),
         (150, 49, 5),
         (1000, 512, 2),
-        (7, 3, 7),
+        (8, 3, 4),
         (1460, 512, 4),
     ],
 )
@@ -65,7 +66,7 @@ def test_packaged_minilm_body_loads_offline():
 def test_roberta_style_positions_start_after_padding_idx():
     from transformers import RobertaConfig, RobertaModel
 
-    from orca.model.bodies import TextBody
+    from orca.model.text_body import TextBody
 
     config = RobertaConfig(
         vocab_size=20,

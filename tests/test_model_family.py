@@ -1,4 +1,8 @@
-"""Every input kind x output kind the text body supports: shapes, no NaNs, token layouts."""
+"""Every body family x input kind x output kind that makes sense: shapes, no NaNs, layouts.
+
+Text bodies (BERT, RoBERTa, MPNet) take 1D, 2D and tabular inputs; vision bodies (ViT,
+Swin) take 2D inputs. Each builds with tiny configs and trains a step end to end.
+"""
 
 import pytest
 import torch
@@ -7,44 +11,72 @@ from orca.data.tasks import TaskSpec
 from orca.model import create_model
 from orca.model.predictors import Dense1dHead, Dense2dHead
 
-CASES = [
-    ("1d", (2, 100), "classification", 3, "cross_entropy", (3,)),
-    ("1d", (2, 100), "multilabel", 5, "bce", (5,)),
-    ("1d", (1, 100), "regression", 1, "mse", (1,)),
-    ("1d", (1, 100), "dense1d", 2, "mse", (2, 100)),
-    ("2d", (1, 17, 23), "classification", 4, "cross_entropy", (4,)),
-    ("2d", (3, 16, 16), "dense2d", 1, "mse", (1, 16, 16)),
-    ("2d", (2, 17, 23), "dense2d", 2, "relative_l2", (2, 17, 23)),
-    ("tabular", (4, 10), "classification", 2, "cross_entropy", (2,)),
-    ("tabular", (1, 30), "regression", 3, "mse", (3,)),
+LOSS_FOR = {
+    "classification": "cross_entropy",
+    "multilabel": "bce",
+    "regression": "mse",
+    "dense1d": "mse",
+    "dense2d": "relative_l2",
+}
+TEXT_CASES = [
+    ("1d", (2, 100), "classification", 3, (3,)),
+    ("1d", (2, 100), "multilabel", 5, (5,)),
+    ("1d", (1, 100), "regression", 1, (1,)),
+    ("1d", (1, 100), "dense1d", 2, (2, 100)),
+    ("2d", (1, 17, 23), "classification", 4, (4,)),
+    ("2d", (3, 16, 16), "dense2d", 1, (1, 16, 16)),
+    ("2d", (2, 17, 23), "dense2d", 2, (2, 17, 23)),
+    ("tabular", (4, 10), "classification", 2, (2,)),
+    ("tabular", (1, 30), "regression", 3, (3,)),
+]
+VISION_CASES = [
+    ("2d", (1, 28, 28), "classification", 10, (10,)),
+    ("2d", (3, 32, 32), "multilabel", 4, (4,)),
+    ("2d", (5, 20, 24), "regression", 2, (2,)),
+    ("2d", (1, 28, 28), "dense2d", 1, (1, 28, 28)),
+    ("2d", (4, 40, 36), "dense2d", 3, (3, 40, 36)),
+]
+CASES = [(family, *case) for family in ("bert", "roberta", "mpnet") for case in TEXT_CASES] + [
+    (family, *case) for family in ("test-tiny-vit", "test-tiny-swin") for case in VISION_CASES
 ]
 
 
-@pytest.mark.parametrize(("modality", "shape", "output", "n_out", "loss", "expected"), CASES)
-def test_model_shapes_and_finite_outputs(
-    tiny_bert_dir, modality, shape, output, n_out, loss, expected
-):
-    spec = TaskSpec(
+def tiny_spec(modality, shape, output, n_out, max_seq_len=32):
+    return TaskSpec(
         name="t",
         description="",
         modality=modality,
         input_shape=shape,
         output=output,
         num_outputs=n_out,
-        loss=loss,
+        loss=LOSS_FOR[output],
         metric="relative_l2",
         loader=lambda: None,
-        max_seq_len=32,
+        max_seq_len=max_seq_len,
     )
-    model = create_model(spec, str(tiny_bert_dir), seed=0)
+
+
+@pytest.mark.parametrize(("family", "modality", "shape", "output", "n_out", "expected"), CASES)
+def test_model_shapes_and_finite_outputs(
+    backbones, family, modality, shape, output, n_out, expected
+):
+    model = create_model(tiny_spec(modality, shape, output, n_out), backbones[family], seed=0)
     x = torch.randn(3, *shape)
     tokens = model.embed(x)
-    assert tokens.shape[0] == 3 and tokens.shape[1] <= 32 and tokens.shape[2] == 32
-    out = model(x)
+    assert tokens.shape[0] == 3 and tokens.shape[2] == model.body.hidden_size
+    if model.body.kind == "text":
+        assert tokens.shape[1] <= 32
+    else:
+        assert tokens.shape[1] == model.body.grid[0] * model.body.grid[1]
+    hidden = model.encode(tokens)
+    assert hidden.shape[0] == 3 and hidden.shape[2] == model.body.output_size
+    out = model.predict(hidden)
     assert out.shape == (3, *expected)
     assert torch.isfinite(out).all()
-    out.sum().backward()
+    out.square().mean().backward()
     assert model.embedder.projection.weight.grad.abs().sum() > 0
+    body_grads = [p.grad for p in model.body.parameters() if p.grad is not None]
+    assert body_grads and all(torch.isfinite(g).all() for g in body_grads)
 
 
 def test_dense1d_head_puts_each_token_back_on_its_positions():
@@ -74,17 +106,29 @@ def test_dense2d_head_puts_each_patch_back_on_its_pixels_and_crops():
     assert out[0, 0].tolist() == [[float(v) for v in row] for row in expected]
 
 
-def test_tabular_with_more_features_than_positions_is_refused(tiny_bert_dir):
-    spec = TaskSpec(
-        name="t",
-        description="",
-        modality="tabular",
-        input_shape=(1, 500),
-        output="classification",
-        num_outputs=2,
-        loss="cross_entropy",
-        metric="error_rate",
-        loader=lambda: None,
-    )
-    with pytest.raises(ValueError, match="500 features but the body has only 128 positions"):
-        create_model(spec, str(tiny_bert_dir))
+def test_dense2d_head_resizes_a_constant_map_to_the_input_size():
+    head = Dense2dHead(4, 1, patch=(4, 4), grid=(2, 2), output_hw=(10, 6), fit="resize")
+    with torch.no_grad():
+        head.head.weight.zero_()
+        head.head.bias.fill_(2.5)
+    out = head(torch.randn(2, 4, 4))
+    assert out.shape == (2, 1, 10, 6)
+    torch.testing.assert_close(out, torch.full_like(out, 2.5))
+
+
+@pytest.mark.parametrize(
+    ("backbone", "modality", "shape", "output", "message"),
+    [
+        ("bert", "tabular", (1, 500), "classification", "500 features but the body has only 128"),
+        ("bert", "1d", (1, 1009), "classification", "input length 1009 has no stride"),
+        ("bert", "1d", (1, 100), "dense2d", "'dense2d' needs an image input"),
+        ("bert", "2d", (1, 8, 8), "dense1d", "'dense1d' needs a sequence input"),
+        ("test-tiny-vit", "1d", (1, 100), "classification", "a vision body takes no '1d' input"),
+        ("test-tiny-swin", "tabular", (1, 10), "regression", "supported body/input pairs: "),
+    ],
+)
+def test_shapes_that_cannot_fit_fail_at_build_time(
+    backbones, backbone, modality, shape, output, message
+):
+    with pytest.raises(ValueError, match=message):
+        create_model(tiny_spec(modality, shape, output, 2, max_seq_len=512), backbones[backbone])

@@ -4,7 +4,7 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
 from orca.metrics import LOSSES, METRICS
-from orca.model.bodies import load_text_body
+from orca.model.text_body import load_text_body
 from orca.proxy.text import read_conll, sentence_label, text_proxy_features, wnut16_path
 
 

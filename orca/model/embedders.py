@@ -22,13 +22,24 @@ EMBEDDERS: Registry[Callable[..., nn.Module]] = Registry("embedder")
 
 
 def choose_stride(length: int, max_tokens: int) -> int:
-    """Smallest divisor s of `length` such that length / s <= max_tokens."""
+    """Smallest divisor s of `length` such that length / s <= max_tokens.
+
+    Raises ValueError when only s = length fits (a series longer than the limit whose
+    length has no usable divisor, e.g. a prime): one token per series carries no sequence.
+    """
     if length < 1 or max_tokens < 1:
         raise ValueError(f"length={length} and max_tokens={max_tokens} must be positive")
     for stride in range(1, length + 1):
         if length % stride == 0 and length // stride <= max_tokens:
+            if stride == length and length > 1:
+                break
             return stride
-    return length
+    suggestion = -(-length // max_tokens) * max_tokens
+    raise ValueError(
+        f"input length {length} has no stride that fits the body's {max_tokens}-token limit "
+        f"with more than one token (its only divisor s with {length}/s <= {max_tokens} is "
+        f"{length} itself); pad or crop the series, e.g. to length {suggestion}"
+    )
 
 
 def _init_projection(conv: nn.Conv1d | nn.Conv2d) -> None:
@@ -83,7 +94,7 @@ class Conv1dEmbedder(nn.Module):
         return h + self.positions(self.position_ids)  # (B, T, D) + (T, D)
 
 
-@EMBEDDERS.register("1d")
+@EMBEDDERS.register("text/1d")
 def conv1d_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -> Conv1dEmbedder:
     """Build the 1D embedder for a (C, L) input around a text body."""
     if len(input_shape) != 2:
@@ -128,6 +139,9 @@ class Conv2dTokenEmbedder(nn.Module):
         self.input_hw = (height, width)
         self.patch = choose_patch(height, width, max_tokens)
         self.grid = (-(-height // self.patch), -(-width // self.patch))
+        # Dense heads map tokens onto this zero-padded canvas, then crop it to input_hw.
+        self.canvas_hw = (self.grid[0] * self.patch, self.grid[1] * self.patch)
+        self.fit = "crop"
         self.projection = nn.Conv2d(in_channels, hidden_size, self.patch, stride=self.patch)
         _init_projection(self.projection)
         num_tokens = self.grid[0] * self.grid[1]
@@ -141,7 +155,7 @@ class Conv2dTokenEmbedder(nn.Module):
         return self.norm(h) + self.positions(self.position_ids)
 
 
-@EMBEDDERS.register("2d")
+@EMBEDDERS.register("text/2d")
 def conv2d_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -> nn.Module:
     """Build the 2D embedder for a (C, H, W) input around a text body."""
     if len(input_shape) != 3:
@@ -159,7 +173,7 @@ def conv2d_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) ->
     )
 
 
-@EMBEDDERS.register("tabular")
+@EMBEDDERS.register("text/tabular")
 def tabular_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -> nn.Module:
     """One token per feature: input (C, F), C = 1 for numeric features or the widest
     one-hot width for categoricals; a stride-1 conv is a per-feature Linear(C, D)."""
@@ -180,3 +194,7 @@ def tabular_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -
         positions=body.position_embeddings,
         position_offset=body.position_offset,
     )
+
+
+# The vision-body embedder lives in its own module and registers itself on import.
+from orca.model import vision_embedder  # noqa: E402, F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from orca.model.bodies import TextBody, load_text_body
+from orca.model.bodies import load_body
 from orca.model.embedders import EMBEDDERS
 from orca.model.predictors import PREDICTORS
 
@@ -39,20 +39,26 @@ def create_model(
     *,
     pretrained: bool = True,
     seed: int = 0,
-    body: TextBody | None = None,
+    body: nn.Module | None = None,
 ) -> OrcaModel:
     """Build the model for a TaskSpec around a named body.
 
     The embedder and predictor are initialised from `seed`, so that the align, refine and
     evaluate stages rebuild the same architecture and then load their saved weights.
     """
-    body = body if body is not None else load_text_body(backbone, pretrained=pretrained)
+    body = body if body is not None else load_body(backbone, pretrained=pretrained)
+    embedder_name = f"{body.kind}/{task.modality}"
+    if embedder_name not in EMBEDDERS:
+        raise ValueError(
+            f"task {task.name!r}: a {body.kind} body takes no {task.modality!r} input; "
+            f"supported body/input pairs: {', '.join(EMBEDDERS.names())}"
+        )
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        embedder = EMBEDDERS.get(task.modality)(body, task.input_shape, task.max_seq_len)
+        embedder = EMBEDDERS.get(embedder_name)(body, task.input_shape, task.max_seq_len)
         predictor = PREDICTORS.get(task.output)(
-            body.hidden_size, task.num_outputs, embedder=embedder
+            body.output_size, task.num_outputs, embedder=embedder, body=body
         )
     finally:
         torch.random.set_rng_state(generator_state)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from orca.registry import Registry
 
@@ -42,31 +43,31 @@ class Dense1dHead(nn.Module):
 
 
 class Dense2dHead(nn.Module):
-    """Each patch token -> n_out * p * p values, tiled back to the (padded) image grid and
-    cropped to the input's H x W: a linear pixel-shuffle decoder."""
+    """Each output token -> n_out * ph * pw values, tiled onto the embedder's canvas (a
+    linear pixel-shuffle decoder), then fitted to the input's H x W: cropped when the canvas
+    is the zero-padded input, resized when the embedder resized the input to the canvas."""
 
     def __init__(
         self,
         hidden_size: int,
         num_outputs: int,
-        patch: int,
+        patch: int | tuple[int, int],
         grid: tuple[int, int],
         output_hw: tuple[int, int],
+        fit: str = "crop",
     ) -> None:
         super().__init__()
-        self.num_outputs, self.patch, self.grid, self.output_hw = (
-            num_outputs,
-            patch,
-            grid,
-            output_hw,
-        )
-        self.head = nn.Linear(hidden_size, num_outputs * patch * patch)
+        self.patch = (patch, patch) if isinstance(patch, int) else tuple(patch)
+        self.num_outputs, self.grid, self.output_hw, self.fit = num_outputs, grid, output_hw, fit
+        self.head = nn.Linear(hidden_size, num_outputs * self.patch[0] * self.patch[1])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b = h.shape[0]
-        (gh, gw), p, n = self.grid, self.patch, self.num_outputs
-        out = self.head(h).view(b, gh, gw, n, p, p)  # (B, gh, gw, n_out, p, p)
-        out = out.permute(0, 3, 1, 4, 2, 5).reshape(b, n, gh * p, gw * p)
+        (gh, gw), (ph, pw), n = self.grid, self.patch, self.num_outputs
+        out = self.head(h).view(b, gh, gw, n, ph, pw)  # (B, gh, gw, n_out, ph, pw)
+        out = out.permute(0, 3, 1, 4, 2, 5).reshape(b, n, gh * ph, gw * pw)
+        if self.fit == "resize":
+            return F.interpolate(out, size=self.output_hw, mode="bilinear", align_corners=False)
         return out[:, :, : self.output_hw[0], : self.output_hw[1]]  # (B, n_out, H, W)
 
 
@@ -78,15 +79,32 @@ for _kind in ("classification", "multilabel", "regression"):
     PREDICTORS.register(_kind, _pooled)
 
 
+def _require(embedder: nn.Module, attribute: str, output: str, needs: str) -> None:
+    if not hasattr(embedder, attribute):
+        raise ValueError(
+            f"output kind {output!r} needs {needs}; this task's embedder is "
+            f"{type(embedder).__name__}"
+        )
+
+
 @PREDICTORS.register("dense1d")
 def dense1d_head(
     hidden_size: int, num_outputs: int, *, embedder: nn.Module, **_: object
 ) -> Dense1dHead:
+    _require(embedder, "stride", "dense1d", "a sequence input (modality '1d')")
     return Dense1dHead(hidden_size, num_outputs, embedder.stride)
 
 
 @PREDICTORS.register("dense2d")
 def dense2d_head(
-    hidden_size: int, num_outputs: int, *, embedder: nn.Module, **_: object
+    hidden_size: int, num_outputs: int, *, embedder: nn.Module, body: nn.Module, **_: object
 ) -> Dense2dHead:
-    return Dense2dHead(hidden_size, num_outputs, embedder.patch, embedder.grid, embedder.input_hw)
+    _require(embedder, "canvas_hw", "dense2d", "an image input (modality '2d')")
+    grid = body.output_grid(embedder.grid)
+    canvas = embedder.canvas_hw
+    if canvas[0] % grid[0] or canvas[1] % grid[1]:
+        raise ValueError(
+            f"dense2d: the body's output grid {grid} does not tile the {canvas} canvas"
+        )
+    patch = (canvas[0] // grid[0], canvas[1] // grid[1])
+    return Dense2dHead(hidden_size, num_outputs, patch, grid, embedder.input_hw, embedder.fit)

@@ -9,7 +9,7 @@ from typing import Any
 from orca.atomic import atomic_directory
 from orca.config import ProxyConfig
 from orca.data.arrow_io import write_split
-from orca.model.bodies import load_text_body
+from orca.model.text_body import load_text_body
 from orca.proxy.text import TEXT_PROXIES, read_conll, text_proxy_features
 
 
