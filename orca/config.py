@@ -15,14 +15,23 @@ OTDD_INNER = ("exact", "sinkhorn", "gaussian")
 
 @dataclass(frozen=True)
 class ProxyConfig(Config):
-    """Stage 2's source side: the labelled proxy dataset of the body's own modality."""
+    """Stage 2's source side: the labelled proxy dataset of the body's own modality.
 
-    dataset: str = "wnut16"
+    `dataset` names one in orca.proxy.datasets, or is "auto": the paper's proxy for the
+    body's kind when a local copy exists (CoNLL-2003, CIFAR-10), else the packaged one
+    (WNUT-16, MNIST). PipelineConfig resolves "auto" so runs record the concrete name.
+    `max_tokens` applies to text proxies.
+    """
+
+    dataset: str = "auto"
     max_examples: int = 5000
     max_tokens: int = 64
     batch_size: int = 64
 
     def __post_init__(self) -> None:
+        from orca.proxy.datasets import PROXY_DATASETS
+
+        check_choice("proxy.dataset", self.dataset, ("auto", *PROXY_DATASETS.names()))
         check_number("proxy.max_examples", self.max_examples, minimum=10, integer=True)
         check_number("proxy.max_tokens", self.max_tokens, minimum=4, integer=True)
         check_number("proxy.batch_size", self.batch_size, minimum=1, integer=True)

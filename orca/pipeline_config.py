@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orca.config import AlignConfig, ProxyConfig, RefineConfig
 from orca.configbase import Config, check_number
 from orca.data.tasks import get_task, task_names
 from orca.methods import METHODS
-from orca.model.bodies import check_backbone_name
+from orca.model.bodies import backbone_kind
+from orca.proxy.datasets import resolve_proxy_name
 from orca.registry import UnknownNameError
 
 
@@ -30,7 +31,7 @@ class PipelineConfig(Config):
             raise UnknownNameError(
                 f"task: unknown task {self.task!r}; valid tasks: {', '.join(task_names())}"
             )
-        check_backbone_name(self.backbone)
+        body_kind = backbone_kind(self.backbone)
         METHODS.check(self.method, field="method")
         check_number("seed", self.seed, minimum=0, integer=True)
         for name, kind in (
@@ -43,6 +44,9 @@ class PipelineConfig(Config):
                 object.__setattr__(self, name, kind.from_dict(value))
             elif not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__} or a dict, got {value!r}")
+        dataset = resolve_proxy_name(self.proxy.dataset, body_kind)
+        if dataset != self.proxy.dataset:
+            object.__setattr__(self, "proxy", replace(self.proxy, dataset=dataset))
 
     @classmethod
     def for_task(

@@ -25,6 +25,11 @@ for _var in (
     os.environ.pop(_var, None)
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Local proxy copies (CoNLL-2003, CIFAR-10) on a developer's machine must not change tests.
+os.environ["ORCA_DATA_DIR"] = str(_STATE / "data")
+os.environ["HF_DATASETS_CACHE"] = str(_STATE / "hf-datasets")
+for _var in ("ORCA_CONLL2003_DIR", "ORCA_CIFAR10_DIR"):
+    os.environ.pop(_var, None)
 
 from orca.state import activate  # noqa: E402
 

@@ -5,7 +5,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from orca.metrics import LOSSES, METRICS
 from orca.model.text_body import load_text_body
-from orca.proxy.text import read_conll, sentence_label, text_proxy_features, wnut16_path
+from orca.proxy.text import load_text_proxy, read_conll, sentence_label, text_proxy_features
 
 
 def test_read_conll_and_sentence_labels(tmp_path):
@@ -25,7 +25,8 @@ def test_read_conll_and_sentence_labels(tmp_path):
 
 
 def test_packaged_wnut16_corpus_reads():
-    sentences = read_conll(wnut16_path())
+    path, sentences = load_text_proxy("wnut16")
+    assert path.name == "ner.txt"
     assert len(sentences) == 2394
     assert sum(len(s.tokens) for s in sentences) == 46469
 

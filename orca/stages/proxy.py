@@ -9,8 +9,45 @@ from typing import Any
 from orca.atomic import atomic_directory
 from orca.config import ProxyConfig
 from orca.data.arrow_io import write_split
-from orca.model.text_body import load_text_body
-from orca.proxy.text import TEXT_PROXIES, read_conll, text_proxy_features
+from orca.model.bodies import load_body
+from orca.proxy.datasets import resolve_proxy_name
+from orca.proxy.text import ProxyFeatures, load_text_proxy, text_proxy_features
+from orca.proxy.vision import load_vision_proxy, vision_proxy_features
+from orca.registry import Registry
+
+# body kind -> featurise(body, dataset name, config, seed, progress) -> (source, features)
+FEATURISERS: Registry[Callable[..., tuple[Path, ProxyFeatures]]] = Registry("proxy featuriser")
+
+
+@FEATURISERS.register("text")
+def _text(body, name: str, config: ProxyConfig, seed: int, progress) -> tuple[Path, ProxyFeatures]:
+    source, sentences = load_text_proxy(name)
+    features = text_proxy_features(
+        body,
+        sentences,
+        max_examples=config.max_examples,
+        max_tokens=config.max_tokens,
+        batch_size=config.batch_size,
+        seed=seed,
+        progress=progress,
+    )
+    return source, features
+
+
+@FEATURISERS.register("vision")
+def _vision(
+    body, name: str, config: ProxyConfig, seed: int, progress
+) -> tuple[Path, ProxyFeatures]:
+    source, images = load_vision_proxy(name)
+    features = vision_proxy_features(
+        body,
+        images,
+        max_examples=config.max_examples,
+        batch_size=config.batch_size,
+        seed=seed,
+        progress=progress,
+    )
+    return source, features
 
 
 def extract_proxy(
@@ -20,18 +57,9 @@ def extract_proxy(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    corpus = TEXT_PROXIES.get(config.dataset)()
-    sentences = read_conll(corpus)
-    body = load_text_body(backbone)
-    proxy = text_proxy_features(
-        body,
-        sentences,
-        max_examples=config.max_examples,
-        max_tokens=config.max_tokens,
-        batch_size=config.batch_size,
-        seed=seed,
-        progress=progress,
-    )
+    body = load_body(backbone)
+    dataset = resolve_proxy_name(config.dataset, body.kind)
+    corpus, proxy = FEATURISERS.get(body.kind)(body, dataset, config, seed, progress)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         fingerprint = write_split(
@@ -39,7 +67,7 @@ def extract_proxy(
             proxy.features,
             proxy.labels,
             {
-                "proxy": config.dataset,
+                "proxy": dataset,
                 "source": str(corpus),
                 "backbone": backbone,
                 "label_names": list(proxy.label_names),
@@ -47,6 +75,7 @@ def extract_proxy(
         )
     return {
         "path": str(out_dir / "proxy.arrow"),
+        "dataset": dataset,
         "rows": len(proxy.labels),
         "dim": int(proxy.features.shape[1]),
         "num_labels": len(proxy.label_names),
