@@ -1,8 +1,20 @@
 """Task losses and evaluation metrics, by name.
 
 Losses are torch callables `(prediction, target) -> scalar tensor`. Metrics take numpy
-arrays of predictions (logits or values) and targets and return a float; each says
-whether lower is better.
+arrays of predictions (logits or values) for a whole split and its targets and return a
+float; each says whether lower is better. A metric is computed once over the whole split,
+never averaged over batches. Shapes are checked on entry: incompatible predictions and
+targets raise ValueError naming the metric, the shapes found and the shapes expected.
+
+Shape conventions (N examples):
+  classification      predictions (N, C) logits, targets (N,) integer labels in [0, C)
+  binary AUROC        also predictions (N,) or (N, 1): one logit, targets (N,) or (N, 1) 0/1
+  multi-label         predictions (N, K) logits, targets (N, K) 0/1 (e.g. DeepSEA, FSD50K)
+  regression / dense  predictions and targets of one shape (N, ...)
+
+Multi-label AUROC and mAP average over label columns; a column whose targets hold a single
+class (no positives, or no negatives) has no defined score and is skipped, as the DeepSEA
+evaluation does. If no column is usable the metric raises ValueError.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ class Metric:
 LOSSES.register("cross_entropy", lambda logits, y: F.cross_entropy(logits, y.long()))
 LOSSES.register("bce", lambda logits, y: F.binary_cross_entropy_with_logits(logits, y.float()))
 LOSSES.register("mse", lambda pred, y: F.mse_loss(pred, y.float()))
+LOSSES.register("l1", lambda pred, y: F.l1_loss(pred, y.float()))
 
 
 @LOSSES.register("relative_l2")
@@ -40,13 +53,63 @@ def relative_l2_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (diff / target.flatten(1).norm(dim=1).clamp_min(1e-12)).mean()
 
 
+def _shape_error(name: str, pred: np.ndarray, y: np.ndarray, expected: str) -> ValueError:
+    return ValueError(
+        f"metric {name!r}: got predictions of shape {tuple(pred.shape)} and targets of shape "
+        f"{tuple(y.shape)}; expected {expected}"
+    )
+
+
+def _labels(name: str, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Check (N, C) logits against (N,) integer labels in [0, C); return the labels as int."""
+    logits, y = np.asarray(logits), np.asarray(y)
+    if logits.ndim != 2 or y.ndim != 1 or len(y) != len(logits) or len(y) == 0:
+        raise _shape_error(name, logits, y, "2-D logits (N, C) and 1-D integer labels (N,), N > 0")
+    if y.dtype.kind not in "biu" and not np.array_equal(y, np.round(y)):
+        raise ValueError(f"metric {name!r}: targets must be integer class labels, got {y.dtype}")
+    if y.min() < 0 or y.max() >= logits.shape[1]:
+        raise ValueError(
+            f"metric {name!r}: labels must lie in [0, {logits.shape[1]}) for "
+            f"{logits.shape[1]} logits, found range [{y.min()}, {y.max()}]"
+        )
+    return y.astype(np.int64)
+
+
+def _multilabel(name: str, logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Check (N, K) logits against (N, K) 0/1 targets; return the targets as int."""
+    logits, y = np.asarray(logits), np.asarray(y)
+    if logits.ndim != 2 or y.shape != logits.shape or len(y) == 0:
+        raise _shape_error(name, logits, y, "2-D logits (N, K) and 0/1 targets of the same shape")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"metric {name!r}: multi-label targets must be 0 or 1")
+    return y.astype(np.int64)
+
+
+def _same_shape(name: str, pred: np.ndarray, y: np.ndarray, min_examples: int = 1):
+    """Check regression predictions against targets of the same shape (N, ...)."""
+    pred, y = np.asarray(pred, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if pred.shape != y.shape or pred.ndim == 0 or len(y) < min_examples:
+        raise _shape_error(
+            name, pred, y, f"predictions and targets of one shape (N, ...), N >= {min_examples}"
+        )
+    return pred, y
+
+
 def _error_rate(logits: np.ndarray, y: np.ndarray) -> float:
-    return float(100.0 * np.mean(logits.argmax(axis=1) != y))
+    y = _labels("error_rate", logits, y)
+    return float(100.0 * np.mean(np.asarray(logits).argmax(axis=1) != y))
 
 
 def _one_minus_auroc(logits: np.ndarray, y: np.ndarray) -> float:
+    """Binary AUROC from 2 logits (their difference) or 1 logit; one-vs-one if multiclass."""
     from sklearn.metrics import roc_auc_score  # imported on use: it costs seconds at startup
 
+    logits, y = np.asarray(logits), np.asarray(y)
+    single = logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1)
+    if single and y.shape in {(len(logits),), (len(logits), 1)} and len(y) > 0:
+        labels = _multilabel("one_minus_auroc", logits.reshape(-1, 1), y.reshape(-1, 1))
+        return float(1.0 - roc_auc_score(labels[:, 0], logits.reshape(-1)))
+    y = _labels("one_minus_auroc", logits, y)
     if logits.shape[1] == 2:
         return float(1.0 - roc_auc_score(y, logits[:, 1] - logits[:, 0]))
     probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
@@ -56,25 +119,77 @@ def _one_minus_auroc(logits: np.ndarray, y: np.ndarray) -> float:
 def _one_minus_macro_f1(logits: np.ndarray, y: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
-    return float(1.0 - f1_score(y, logits.argmax(axis=1), average="macro"))
+    y = _labels("one_minus_macro_f1", logits, y)
+    return float(1.0 - f1_score(y, np.asarray(logits).argmax(axis=1), average="macro"))
+
+
+def _per_label_mean(name: str, score: Callable, logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean of `score(targets_k, logits_k)` over label columns holding both classes."""
+    y = _multilabel(name, logits, y)
+    usable = [k for k in range(y.shape[1]) if 0 < y[:, k].sum() < len(y)]
+    if not usable:
+        raise ValueError(
+            f"metric {name!r}: no label column holds both classes among {len(y)} examples, "
+            "so the score is undefined"
+        )
+    return float(np.mean([score(y[:, k], np.asarray(logits)[:, k]) for k in usable]))
+
+
+def _one_minus_auroc_multilabel(logits: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return 1.0 - _per_label_mean("one_minus_auroc_multilabel", roc_auc_score, logits, y)
+
+
+def _one_minus_map(logits: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return 1.0 - _per_label_mean("one_minus_map", average_precision_score, logits, y)
 
 
 def _relative_l2(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(relative_l2_loss(torch.from_numpy(pred), torch.from_numpy(y)))
+    """Mean over examples of ||pred - y||_2 / ||y||_2 (the relative_l2 loss, in numpy)."""
+    pred, y = _same_shape("relative_l2", pred, y)
+    diff = np.linalg.norm((pred - y).reshape(len(y), -1), axis=1)
+    return float(np.mean(diff / np.maximum(np.linalg.norm(y.reshape(len(y), -1), axis=1), 1e-12)))
 
 
 def _nrmse(pred: np.ndarray, y: np.ndarray) -> float:
     """Per-example RMSE normalised by the target's RMS norm, averaged (PDEBench's nRMSE)."""
+    pred, y = _same_shape("nrmse", pred, y)
     diff = np.sqrt(((pred - y) ** 2).reshape(len(y), -1).mean(axis=1))
     scale = np.sqrt((y**2).reshape(len(y), -1).mean(axis=1))
     return float(np.mean(diff / np.maximum(scale, 1e-12)))
 
 
+def _mae(pred: np.ndarray, y: np.ndarray) -> float:
+    pred, y = _same_shape("mae", pred, y)
+    return float(np.mean(np.abs(pred - y)))
+
+
+def _one_minus_r2(pred: np.ndarray, y: np.ndarray) -> float:
+    """1 - R^2 with each flattened output column scored separately, then averaged uniformly."""
+    from sklearn.metrics import r2_score
+
+    pred, y = _same_shape("one_minus_r2", pred, y, min_examples=2)
+    flat = (y.reshape(len(y), -1), pred.reshape(len(y), -1))
+    return float(1.0 - r2_score(*flat, multioutput="uniform_average"))
+
+
 for _metric in (
     Metric("error_rate", _error_rate, True, "0-1 classification error, percent"),
     Metric("one_minus_auroc", _one_minus_auroc, True, "1 - AUROC (one-vs-one if multiclass)"),
+    Metric(
+        "one_minus_auroc_multilabel",
+        _one_minus_auroc_multilabel,
+        True,
+        "1 - macro AUROC over label columns (multi-label)",
+    ),
+    Metric("one_minus_map", _one_minus_map, True, "1 - macro average precision (multi-label)"),
     Metric("one_minus_macro_f1", _one_minus_macro_f1, True, "1 - macro-averaged F1"),
     Metric("relative_l2", _relative_l2, True, "mean relative L2 error"),
     Metric("nrmse", _nrmse, True, "normalised RMSE (PDEBench)"),
+    Metric("mae", _mae, True, "mean absolute error over all elements"),
+    Metric("one_minus_r2", _one_minus_r2, True, "1 - R^2, uniform average over outputs"),
 ):
     METRICS.register(_metric.name, _metric)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,13 @@ def _tensors(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
 
 
+def checkpoints_for(out_dir: str | Path) -> Path:
+    """Where refine keeps its per-epoch checkpoints for `out_dir`: a sibling that outlives a
+    failed attempt."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".checkpoints")
+
+
 def refine(
     task_name: str,
     backbone: str,
@@ -41,13 +49,20 @@ def refine(
     mode: str = "full",
     pretrained: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune the parameters that `mode` selects; keep the best epoch on validation."""
+    """Fine-tune the parameters that `mode` selects; keep the best epoch on validation.
+
+    Each epoch is checkpointed next to `out_dir` (in `<out_dir>.checkpoints`, since `out_dir`
+    itself only appears, atomically, once the stage is done), so a retry with the same
+    `out_dir` resumes a crashed attempt; the checkpoints are deleted once the model is written.
+    """
     torch.manual_seed(seed)
     spec = get_task(task_name)
     model = create_model(spec, backbone, seed=seed, pretrained=pretrained)
     load_into(model.embedder, embedder["path"])
     trainable = set(apply_refine_mode(model, mode))
     model.to(device_for_training())
+    out_dir = Path(out_dir)
+    checkpoint_dir = checkpoints_for(out_dir)
     result = fine_tune(
         model,
         _tensors(dataset["splits"]["train"]["path"]),
@@ -57,8 +72,8 @@ def refine(
         METRICS.get(spec.metric),
         seed=seed,
         on_epoch=on_epoch,
+        checkpoint_dir=checkpoint_dir,
     )
-    out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         save_state(
             tmp / "model.safetensors",
@@ -66,11 +81,13 @@ def refine(
             {"task": task_name, "backbone": backbone, "best_epoch": str(result.best_epoch)},
         )
         fingerprint = fingerprint_file(tmp / "model.safetensors")
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return {
         "path": str(out_dir / "model.safetensors"),
         "best_epoch": result.best_epoch,
         "best_val_metric": result.best_val_metric,
         "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
         "mode": mode,
         "trainable_parameters": sum(
             p.numel() for name, p in model.named_parameters() if name in trainable

@@ -1,13 +1,15 @@
 """Stage 3: fine-tune the whole model on the task loss, selecting on a validation split.
 
 Linear warm-up then decay, stepped per optimizer step; gradient accumulation; gradient
-clipping; bf16 autocast on CUDA. The test split is never seen here.
+clipping; bf16 autocast on CUDA; optional per-epoch checkpoints and resume. The test split is
+never seen here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +17,7 @@ import torch
 from orca.config import RefineConfig
 from orca.metrics import Metric
 from orca.training.optim import create_optimizer, warmup_then_decay
+from orca.training.trainer_state import EpochCheckpoints, LoopState, run_fingerprint
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class FineTuneResult:
     best_val_metric: float
     history: list[EpochRecord]
     stopped_early: bool
+    resumed_from_epoch: int | None = None  # the last epoch restored from a checkpoint
 
 
 @torch.no_grad()
@@ -67,12 +71,23 @@ def fine_tune(
     *,
     seed: int = 0,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> FineTuneResult:
+    """Train for `config.epochs` epochs (fewer with patience); keep the best validation state.
+
+    With `checkpoint_dir`, the loop's whole state is saved there at the end of every epoch
+    (orca.training.trainer_state), after best-epoch selection and before `on_epoch` sees that
+    epoch, so whatever `on_epoch` does (or however it dies) that epoch is already durable. A
+    later call with the same setup resumes after the newest checkpoint and, on CPU, ends bit
+    for bit where an uninterrupted run would have; `on_epoch` is called only for the epochs
+    this call runs. A checkpoint from a different setup raises CheckpointError.
+    """
     x_train, y_train = train
     x_val, y_val = val
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in trainable]
     optimizer = create_optimizer(
         config.optimizer,
         params,
@@ -90,11 +105,19 @@ def fine_tune(
         ),
     )
     sign = 1.0 if metric.lower_is_better else -1.0
-    best = (float("inf"), -1)
-    best_state: dict[str, torch.Tensor] = {}
-    history: list[EpochRecord] = []
-    stale_epochs = 0
-    for epoch in range(config.epochs):
+    loop = LoopState()
+    checkpoints = None
+    if checkpoint_dir is not None:
+        fingerprint = run_fingerprint(
+            config.to_dict(),
+            seed=seed,
+            parameters=trainable,
+            sizes={"train": len(x_train), "validation": len(x_val)},
+        )
+        checkpoints = EpochCheckpoints(checkpoint_dir, fingerprint)
+        loop = checkpoints.restore(model, optimizer, scheduler, generator, EpochRecord) or loop
+    resumed_from = len(loop.history) - 1 if loop.history else None
+    for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
         running, seen = 0.0, 0
@@ -122,25 +145,31 @@ def fine_tune(
             val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
             lr=float(scheduler.get_last_lr()[0]),
         )
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
+        loop.history.append(record)
         score = sign * record.val_metric
         # Ties go to the lower validation loss, so selection is not stuck on a plateau.
-        if score < best[0] or (score == best[0] and record.val_loss < history[best[1]].val_loss):
-            best = (score, epoch)
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            stale_epochs = 0
+        if score < loop.best_score or (
+            score == loop.best_score and record.val_loss < loop.history[loop.best_epoch].val_loss
+        ):
+            loop.best_score, loop.best_epoch = score, epoch
+            loop.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            loop.stale_epochs = 0
         else:
-            stale_epochs += 1
-            if config.patience is not None and stale_epochs >= config.patience:
-                break
+            loop.stale_epochs += 1
+        loop.stopped = config.patience is not None and loop.stale_epochs >= config.patience
+        if checkpoints is not None:
+            checkpoints.save(loop, model, optimizer, scheduler, generator)
+        if on_epoch is not None:
+            on_epoch(record)
+        if loop.stopped:
+            break
     return FineTuneResult(
-        best_state=best_state,
-        best_epoch=best[1],
-        best_val_metric=sign * best[0],
-        history=history,
-        stopped_early=len(history) < config.epochs,
+        best_state=loop.best_state,
+        best_epoch=loop.best_epoch,
+        best_val_metric=sign * loop.best_score,
+        history=loop.history,
+        stopped_early=len(loop.history) < config.epochs,
+        resumed_from_epoch=resumed_from,
     )
 
 
