@@ -18,6 +18,13 @@ LOSS_FOR = {
     "dense1d": "mse",
     "dense2d": "relative_l2",
 }
+METRIC_FOR = {
+    "classification": "error_rate",
+    "multilabel": "one_minus_map",
+    "regression": "mae",
+    "dense1d": "nrmse",
+    "dense2d": "relative_l2",
+}
 TEXT_CASES = [
     ("1d", (2, 100), "classification", 3, (3,)),
     ("1d", (2, 100), "multilabel", 5, (5,)),
@@ -50,7 +57,7 @@ def tiny_spec(modality, shape, output, n_out, max_seq_len=32):
         output=output,
         num_outputs=n_out,
         loss=LOSS_FOR[output],
-        metric="relative_l2",
+        metric=METRIC_FOR[output],
         loader=lambda: None,
         max_seq_len=max_seq_len,
     )
@@ -132,3 +139,36 @@ def test_shapes_that_cannot_fit_fail_at_build_time(
 ):
     with pytest.raises(ValueError, match=message):
         create_model(tiny_spec(modality, shape, output, 2, max_seq_len=512), backbones[backbone])
+
+
+@pytest.mark.parametrize(
+    ("output", "loss", "metric", "message"),
+    [
+        ("classification", "mse", "error_rate", "loss for output 'classification'"),
+        ("multilabel", "bce", "error_rate", "metric for output 'multilabel'.*one_minus_map"),
+        ("regression", "cross_entropy", "mae", "expected one of: 'mse', 'l1', 'relative_l2'"),
+    ],
+)
+def test_losses_and_metrics_must_fit_the_output_kind(output, loss, metric, message):
+    with pytest.raises(ValueError, match=message):
+        TaskSpec(
+            name="t",
+            description="",
+            modality="1d",
+            input_shape=(1, 10),
+            output=output,
+            num_outputs=2,
+            loss=loss,
+            metric=metric,
+            loader=lambda: None,
+        )
+
+
+def test_embedder_weights_for_other_channels_are_refused(backbones, tmp_path):
+    from orca.checkpoint import CheckpointError, load_into, save_state
+
+    two = create_model(tiny_spec("1d", (2, 100), "classification", 3), backbones["bert"])
+    save_state(tmp_path / "embedder.safetensors", two.embedder.state_dict(), {})
+    three = create_model(tiny_spec("1d", (3, 100), "classification", 3), backbones["bert"])
+    with pytest.raises(CheckpointError, match=r"projection.weight \(checkpoint \(32, 2, 4\)"):
+        load_into(three.embedder, tmp_path / "embedder.safetensors")

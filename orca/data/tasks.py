@@ -15,6 +15,21 @@ from orca.registry import Registry
 
 MODALITIES = ("1d", "2d", "tabular")
 OUTPUT_KINDS = ("classification", "multilabel", "regression", "dense1d", "dense2d")
+_DENSE = (
+    ("mse", "l1", "relative_l2", "bce", "cross_entropy"),
+    ("relative_l2", "nrmse", "mae", "one_minus_r2"),
+)
+# output kind -> (losses, metrics) whose shape conventions fit its predictions and targets
+OUTPUT_CONTRACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "classification": (
+        ("cross_entropy",),
+        ("error_rate", "one_minus_auroc", "one_minus_macro_f1"),
+    ),
+    "multilabel": (("bce",), ("one_minus_auroc_multilabel", "one_minus_map")),
+    "regression": (("mse", "l1", "relative_l2"), ("mae", "one_minus_r2", "relative_l2", "nrmse")),
+    "dense1d": _DENSE,
+    "dense2d": _DENSE,
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class TaskSpec:
         check_number(f"task {self.name}: num_outputs", self.num_outputs, minimum=1, integer=True)
         LOSSES.check(self.loss, field=f"task {self.name}: loss")
         METRICS.check(self.metric, field=f"task {self.name}: metric")
+        losses, metrics = OUTPUT_CONTRACTS[self.output]
+        check_choice(f"task {self.name}: loss for output {self.output!r}", self.loss, losses)
+        check_choice(f"task {self.name}: metric for output {self.output!r}", self.metric, metrics)
         check_number(f"task {self.name}: max_seq_len", self.max_seq_len, minimum=1, integer=True)
         check_number(
             f"task {self.name}: validation_fraction",
