@@ -148,3 +148,50 @@ def test_scratch_body_has_the_same_architecture_and_random_weights(tiny_bert_dir
     assert shapes == {k: v.shape for k, v in scratch.state_dict().items()}
     key = "body.model.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(pretrained.state_dict()[key], scratch.state_dict()[key])
+
+
+@pytest.mark.parametrize("procedure", ["per_class", "minibatch"])
+def test_align_distance_falls_on_real_gunpoint_against_the_wnut16_proxy(procedure):
+    """The real thing, small: GunPoint's training series, the packaged MiniLM body and
+    WNUT-16 proxy features from the body's own embedding; OTDD must fall."""
+    from orca.data.ucr import load_ucr
+    from orca.model.text_body import load_text_body
+    from orca.proxy.text import load_text_proxy, text_proxy_features
+
+    body = load_text_body("minilm-l6")
+    _, sentences = load_text_proxy("wnut16")
+    proxy = text_proxy_features(body, sentences, max_examples=200, max_tokens=32, batch_size=64)
+    raw = load_ucr("GunPoint")
+    x = torch.from_numpy(raw.x_train).float()
+    y = torch.from_numpy(raw.y_train).long()
+    model = create_model(get_task("gunpoint"), "minilm-l6", seed=0, body=body)
+    config = AlignConfig(
+        epochs=4, lr=1e-3, lr_milestones=(100,), procedure=procedure, batch_size=25
+    )
+    history = train_embedder(
+        model,
+        x,
+        y,
+        torch.from_numpy(proxy.features),
+        torch.from_numpy(proxy.labels),
+        config,
+        seed=0,
+    )
+    assert len(history.distances) == 5
+    assert history.distances[-1] < 0.95 * history.distances[0], history.distances
+
+
+def test_align_stops_once_the_target_distance_is_reached(tiny_bert_dir):
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    x, y = _toy_task_data()
+    source = torch.randn(60, 32, generator=torch.Generator().manual_seed(1)) + 1.0
+    config = AlignConfig(epochs=8, lr=1e-2, lr_milestones=(100,), samples_per_class=8)
+    full = train_embedder(model, x, y, source, torch.arange(60) % 3, config, seed=0)
+    target = full.distances[3]
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    stopped = train_embedder(
+        model, x, y, source, torch.arange(60) % 3, config.replace(target_distance=target), seed=0
+    )
+    assert stopped.stopped_early and not full.stopped_early
+    assert stopped.distances[:4] == full.distances[:4]
+    assert len(stopped.distances) == 5  # epochs 0-3, then the measurement after training

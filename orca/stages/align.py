@@ -67,5 +67,6 @@ def align(
         "path": str(out_dir / "embedder.safetensors"),
         "epochs": epochs,
         "distances": history.distances,
+        "stopped_early": history.stopped_early,
         "fingerprint": fingerprint,
     }

@@ -1,9 +1,15 @@
 """Stage 2: train the embedder alone so the embedded target data moves toward the proxy.
 
-The authors' loss, per epoch: visit the target classes in random order; for class c, embed
-at most `samples_per_class` of its examples, mean-pool over tokens, and backpropagate
-w_c * OTDD(proxy, target restricted to c), w_c = class frequency. One optimizer step per
-epoch, StepLR at the configured milestones. Only the embedder runs; the body never does.
+Two procedures (AlignConfig.procedure):
+    per_class  the authors': per epoch, visit the target classes in random order; for
+               class c, embed at most `samples_per_class` of its examples, mean-pool over
+               tokens, and backpropagate w_c * loss(proxy, target restricted to c), with
+               w_c the class frequency. One optimizer step per epoch.
+    minibatch  per epoch, shuffle the targets into batches of `batch_size` and take one
+               optimizer step per batch on loss(proxy, batch) with the batch's labels.
+StepLR (x lr_gamma at lr_milestones) steps once per epoch in both. Only the embedder runs;
+the body never does. distances[k] is the epoch-k loss; the last entry is measured after
+training, with no step. Training stops early once an epoch's loss is <= target_distance.
 """
 
 from __future__ import annotations
@@ -16,12 +22,29 @@ import torch
 
 from orca.alignment.metrics import create_alignment_metric
 from orca.config import AlignConfig
+from orca.registry import Registry
 from orca.training.optim import create_optimizer
 
 
 @dataclass(frozen=True)
 class AlignHistory:
-    distances: list[float]  # distances[k]: alignment loss after k optimizer steps
+    distances: list[float]  # distances[k]: loss in epoch k; the last: after training
+    stopped_early: bool = False  # reached target_distance before the epoch limit
+
+
+@dataclass
+class _EpochContext:
+    embed: Callable[[torch.Tensor], torch.Tensor]
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    x: torch.Tensor
+    labels: torch.Tensor
+    config: AlignConfig
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+
+
+# procedure name -> run one epoch (train=False: measure only); returns the epoch's loss
+PROCEDURES: Registry[Callable[[_EpochContext, bool], float]] = Registry("align procedure")
 
 
 def alignment_metric(
@@ -40,18 +63,45 @@ def alignment_metric(
     )
 
 
-def _class_loss(embed, metric, x, labels, classes, weights, cap, generator, backward):
+@PROCEDURES.register("per_class")
+def _per_class_epoch(ctx: _EpochContext, train: bool) -> float:
+    classes, counts = torch.unique(ctx.labels, return_counts=True)
+    weights = (counts.double() / counts.sum()).tolist()
+    cap = ctx.config.samples_per_class
     total = 0.0
-    for c in torch.randperm(len(classes), generator=generator).tolist():
-        index = torch.nonzero(labels == classes[c]).flatten()
+    if train:
+        ctx.optimizer.zero_grad(set_to_none=True)
+    for c in torch.randperm(len(classes), generator=ctx.generator).tolist():
+        index = torch.nonzero(ctx.labels == classes[c]).flatten()
         if len(index) > cap:
-            index = index[torch.randperm(len(index), generator=generator)[:cap]]
-        features = embed(x[index]).mean(dim=1)  # (n_c, T, D) -> (n_c, D)
-        loss = weights[c] * metric(features, labels[index])
-        if backward:
-            loss.backward()
+            index = index[torch.randperm(len(index), generator=ctx.generator)[:cap]]
+        features = ctx.embed(ctx.x[index]).mean(dim=1)  # (n_c, T, D) -> (n_c, D)
+        loss = weights[c] * ctx.metric(features, ctx.labels[index])
+        if train:
+            loss.backward()  # gradients accumulate over classes: one step per epoch
         total += float(loss.detach())
+    if train:
+        ctx.optimizer.step()
     return total
+
+
+@PROCEDURES.register("minibatch")
+def _minibatch_epoch(ctx: _EpochContext, train: bool) -> float:
+    order = torch.randperm(len(ctx.x), generator=ctx.generator)
+    total, seen = 0.0, 0
+    for start in range(0, len(order), ctx.config.batch_size):
+        index = order[start : start + ctx.config.batch_size]
+        if len(index) < 2:  # a one-point batch has no distribution to compare
+            continue
+        features = ctx.embed(ctx.x[index]).mean(dim=1)  # (b, T, D) -> (b, D)
+        loss = ctx.metric(features, ctx.labels[index])
+        if train:
+            ctx.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            ctx.optimizer.step()
+        total += float(loss.detach()) * len(index)
+        seen += len(index)
+    return total / max(seen, 1)
 
 
 def train_embedder(
@@ -65,14 +115,10 @@ def train_embedder(
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> AlignHistory:
-    """Train `model.embedder` in place; return the alignment loss before and after each step.
+    """Train `model.embedder` in place; return the alignment loss per epoch and after.
 
     x: (N, *input_shape) target inputs; labels: (N,) class ids or k-means pseudo-labels.
     """
-    generator = torch.Generator().manual_seed(seed)
-    metric = alignment_metric(config, source_features, source_labels, seed)
-    classes, counts = torch.unique(labels, return_counts=True)
-    weights = (counts.double() / counts.sum()).tolist()
     params = list(model.embedder.parameters())
     optimizer = create_optimizer(
         config.optimizer, params, lr=config.lr, weight_decay=config.weight_decay
@@ -80,39 +126,31 @@ def train_embedder(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
     )
+    ctx = _EpochContext(
+        embed=model.embed,
+        metric=alignment_metric(config, source_features, source_labels, seed),
+        x=x,
+        labels=labels,
+        config=config,
+        generator=torch.Generator().manual_seed(seed),
+        optimizer=optimizer,
+    )
+    run_epoch = PROCEDURES.get(config.procedure)
     model.embedder.train()
     distances: list[float] = []
+    stopped_early = False
+    target = config.target_distance
     for epoch in range(config.epochs):
-        optimizer.zero_grad(set_to_none=True)
-        distance = _class_loss(
-            model.embed,
-            metric,
-            x,
-            labels,
-            classes,
-            weights,
-            config.samples_per_class,
-            generator,
-            backward=True,
-        )
-        distances.append(distance)
+        if target is not None and distances and distances[-1] <= target:
+            stopped_early = True
+            break
+        distances.append(run_epoch(ctx, True))
         if on_epoch is not None:
-            on_epoch(epoch, distance)
-        optimizer.step()
+            on_epoch(epoch, distances[-1])
         scheduler.step()
     with torch.no_grad():
-        final = _class_loss(
-            model.embed,
-            metric,
-            x,
-            labels,
-            classes,
-            weights,
-            config.samples_per_class,
-            generator,
-            backward=False,
-        )
+        final = run_epoch(ctx, False)
     distances.append(final)
     if on_epoch is not None:
-        on_epoch(config.epochs, final)
-    return AlignHistory(distances=[float(np.round(d, 8)) for d in distances])
+        on_epoch(len(distances) - 1, final)
+    return AlignHistory([float(np.round(d, 8)) for d in distances], stopped_early)
