@@ -10,6 +10,7 @@ from orca.configbase import Config, check_number
 from orca.data.tasks import get_task, task_names
 from orca.methods import METHODS
 from orca.model.bodies import backbone_kind
+from orca.model.embedders import EMBEDDERS
 from orca.proxy.datasets import resolve_proxy_name
 from orca.registry import UnknownNameError
 
@@ -32,6 +33,13 @@ class PipelineConfig(Config):
                 f"task: unknown task {self.task!r}; valid tasks: {', '.join(task_names())}"
             )
         body_kind = backbone_kind(self.backbone)
+        modality = get_task(self.task).modality
+        if f"{body_kind}/{modality}" not in EMBEDDERS:
+            raise ValueError(
+                f"backbone {self.backbone!r} is a {body_kind} body, which takes no {modality!r} "
+                f"input (task {self.task!r}); supported body/input pairs: "
+                f"{', '.join(EMBEDDERS.names())}"
+            )
         METHODS.check(self.method, field="method")
         check_number("seed", self.seed, minimum=0, integer=True)
         for name, kind in (

@@ -93,13 +93,13 @@ def test_a_data_file_that_would_run_code_is_refused(tmp_path, monkeypatch):
         load_vision_proxy("cifar10")
 
 
-def test_a_proxy_of_the_wrong_kind_is_refused(tiny_vision_backbones):
-    with pytest.raises(ValueError, match=r"'wnut16' is a text dataset but the body is a vision"):
+def test_a_proxy_of_the_wrong_kind_is_refused(tiny_bert_dir, tiny_vision_backbones):
+    with pytest.raises(ValueError, match=r"'mnist' is a vision dataset but the body is a text"):
         PipelineConfig.for_task(
-            "gunpoint",
-            backbone=tiny_vision_backbones["test-tiny-vit"],
-            overrides={"proxy": {"dataset": "wnut16"}},
+            "gunpoint", backbone=str(tiny_bert_dir), overrides={"proxy": {"dataset": "mnist"}}
         )
+    with pytest.raises(ValueError, match=r"a vision body, which takes no '1d' input"):
+        PipelineConfig.for_task("gunpoint", backbone=tiny_vision_backbones["test-tiny-vit"])
     with pytest.raises(
         ValueError,
         match=r"proxy.dataset='imagenet' is not a valid choice; expected one of: 'auto', .*'mnist'",
