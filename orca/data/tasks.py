@@ -34,7 +34,8 @@ OUTPUT_CONTRACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 @dataclass(frozen=True)
 class RawTask:
-    """A task's data as its source provides it: a train set, a test set, and provenance."""
+    """A task's data as its source provides it: train and test sets, a validation set when
+    the source publishes one (otherwise ingest carves it from train), and provenance."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -43,6 +44,8 @@ class RawTask:
     source: str
     version: str
     label_names: tuple[str, ...] = ()
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

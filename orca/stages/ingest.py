@@ -36,13 +36,16 @@ def ingest(task_name: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
             f"task {task_name}: loaded inputs have shape {raw.x_train.shape[1:]}, "
             f"the task declares input_shape {spec.input_shape}"
         )
-    x_train, x_val, y_train, y_val = split_train_validation(
-        raw.x_train,
-        raw.y_train,
-        spec.validation_fraction,
-        seed,
-        stratify=spec.output == "classification",
-    )
+    if raw.x_val is not None and raw.y_val is not None:
+        x_train, x_val, y_train, y_val = raw.x_train, raw.x_val, raw.y_train, raw.y_val
+    else:
+        x_train, x_val, y_train, y_val = split_train_validation(
+            raw.x_train,
+            raw.y_train,
+            spec.validation_fraction,
+            seed,
+            stratify=spec.output == "classification",
+        )
     arrays = {
         "train": (x_train, y_train),
         "validation": (x_val, y_val),
