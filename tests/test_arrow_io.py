@@ -3,8 +3,13 @@ import pyarrow as pa
 import pytest
 
 from orca.data import arrow_io
-from orca.data.arrow_io import SplitFileError, iter_batches, read_split, write_split
-from orca.fingerprint import fingerprint_arrays
+from orca.data.arrow_io import (
+    SplitFileError,
+    iter_batches,
+    read_split,
+    write_split,
+    write_split_batches,
+)
 
 
 def test_split_round_trip_keeps_shape_dtype_and_provenance(tmp_path):
@@ -19,7 +24,10 @@ def test_split_round_trip_keeps_shape_dtype_and_provenance(tmp_path):
     assert split.y.dtype == np.int64
     assert split.metadata["input_shape"] == [2, 7]
     assert split.metadata["seed"] == 3
-    assert split.metadata["fingerprint"] == fingerprint == fingerprint_arrays(x, y.astype(np.int64))
+    assert split.metadata["fingerprint"] == fingerprint
+    assert write_split(tmp_path / "again.arrow", x, y, {}) == fingerprint
+    y[0] = (y[0] + 1) % 3
+    assert write_split(tmp_path / "changed.arrow", x, y, {}) != fingerprint
     schema = pa.ipc.open_file(pa.memory_map(str(path))).schema
     assert isinstance(schema.field("x").type, pa.FixedShapeTensorType)
 
@@ -59,4 +67,41 @@ def test_a_crash_mid_write_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(pa.ipc, "new_file", explode)
     with pytest.raises(OSError, match="disk full"):
         write_split(tmp_path / "s.arrow", np.zeros((2, 1, 2)), np.zeros(2, dtype=np.int64), {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streamed_batches_write_the_same_split_in_bounded_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrow_io, "ROWS_PER_BATCH", 5)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(23, 2, 3)).astype(np.float32)
+    y = rng.normal(size=(23, 4)).astype(np.float32)
+    whole = write_split(tmp_path / "whole.arrow", x, y, {"split": "train"})
+    sizes = [1, 7, 2, 13]  # uneven caller batches are re-chunked to ROWS_PER_BATCH rows
+
+    def batches():
+        start = 0
+        for size in sizes:
+            yield x[start : start + size], y[start : start + size]
+            start += size
+
+    streamed = write_split_batches(tmp_path / "streamed.arrow", batches, {"split": "train"})
+    assert streamed == whole
+    split = read_split(tmp_path / "streamed.arrow")
+    np.testing.assert_array_equal(split.x, x)
+    np.testing.assert_array_equal(split.y, y)
+    assert split.metadata["rows"] == 23
+    reader = pa.ipc.open_file(pa.memory_map(str(tmp_path / "streamed.arrow")))
+    assert [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)] == [5] * 4 + [3]
+
+
+def test_streams_that_are_empty_or_change_shape_leave_no_file(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        write_split_batches(tmp_path / "e.arrow", lambda: [], {})
+
+    def changing():
+        yield np.zeros((2, 3)), np.zeros(2, dtype=np.int64)
+        yield np.zeros((2, 4)), np.zeros(2, dtype=np.int64)
+
+    with pytest.raises(ValueError, match="row shapes"):
+        write_split_batches(tmp_path / "c.arrow", changing, {})
     assert list(tmp_path.iterdir()) == []

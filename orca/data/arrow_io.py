@@ -12,8 +12,9 @@ memory-mapped, so iterating a split in batches costs O(batch) memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,16 @@ import numpy as np
 import pyarrow as pa
 
 from orca.atomic import atomic_path
-from orca.fingerprint import fingerprint_arrays
+from orca.fingerprint import DIGEST_CHARS
 
 METADATA_KEY = b"orca"
-ROWS_PER_BATCH = 4096
+ROWS_PER_BATCH = 4096  # at most this many rows per Arrow record batch ...
+BYTES_PER_BATCH = 16 << 20  # ... and at most about this many bytes of inputs
+
+
+def rows_per_chunk(row_bytes: int) -> int:
+    """Rows per record batch for rows of `row_bytes` bytes: bounded in rows and bytes."""
+    return max(1, min(ROWS_PER_BATCH, BYTES_PER_BATCH // max(row_bytes, 1)))
 
 
 class SplitFileError(ValueError):
@@ -45,9 +52,9 @@ def _column(values: np.ndarray) -> pa.Array:
     return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(values))
 
 
-def write_split(path: str | Path, x: np.ndarray, y: np.ndarray, provenance: dict[str, Any]) -> str:
-    """Write one split atomically; return its content fingerprint."""
-    x = np.asarray(x, dtype=np.float32)
+def _normalise(path: str | Path, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 inputs; int64 class ids or float32 targets; equal lengths, finite inputs."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.asarray(y)
     y = y.astype(np.int64) if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) else y
     if y.dtype != np.int64:
@@ -56,23 +63,90 @@ def write_split(path: str | Path, x: np.ndarray, y: np.ndarray, provenance: dict
         raise ValueError(f"{path}: x has {len(x)} rows but y has {len(y)}")
     if not np.isfinite(x).all():
         raise ValueError(f"{path}: inputs contain NaN or inf values")
-    fingerprint = fingerprint_arrays(x, y)
+    return x, np.ascontiguousarray(y)
+
+
+class _Chunks:
+    """Re-chunk a stream of (x, y) batches into rows_per_chunk(row bytes) pieces, so the
+    fingerprint and the file layout do not depend on how the caller batched the data."""
+
+    def __init__(self, path: str | Path, batches: Iterable[tuple[np.ndarray, np.ndarray]]):
+        self.path, self.batches = path, batches
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        pending_x: list[np.ndarray] = []
+        pending_y: list[np.ndarray] = []
+        pending, shapes = 0, None
+        for x, y in self.batches:
+            x, y = _normalise(self.path, x, y)
+            row_shapes = (x.shape[1:], y.shape[1:], y.dtype.str)
+            if shapes is not None and row_shapes != shapes:
+                raise ValueError(f"{self.path}: batch row shapes {row_shapes} differ from {shapes}")
+            shapes = row_shapes
+            chunk = rows_per_chunk(x[:1].nbytes + y[:1].nbytes)
+            pending_x.append(x)
+            pending_y.append(y)
+            pending += len(x)
+            while pending >= chunk:
+                x_all, y_all = np.concatenate(pending_x), np.concatenate(pending_y)
+                yield x_all[:chunk], y_all[:chunk]
+                pending_x, pending_y = [x_all[chunk:]], [y_all[chunk:]]
+                pending -= chunk
+        if pending:
+            yield np.concatenate(pending_x), np.concatenate(pending_y)
+
+
+def write_split(path: str | Path, x: np.ndarray, y: np.ndarray, provenance: dict[str, Any]) -> str:
+    """Write one in-memory split atomically; return its content fingerprint."""
+    return write_split_batches(path, lambda: [(x, y)], provenance)
+
+
+def write_split_batches(
+    path: str | Path,
+    make_batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    provenance: dict[str, Any],
+) -> str:
+    """Write a split from a re-iterable stream of (x, y) batches in O(batch) memory.
+
+    `make_batches()` is called twice: once to fingerprint and count the rows (the schema,
+    which carries them, is written before the first batch), once to write. The file
+    appears at `path` only when complete. Returns the content fingerprint: a hash of the
+    row shapes, dtypes and bytes, independent of how the caller batched the rows.
+    """
+    digest, rows, shapes = hashlib.sha256(), 0, None
+    for x, y in _Chunks(path, make_batches()):
+        if shapes is None:  # _Chunks guarantees every later chunk has the same row shapes
+            shapes = (x.shape[1:], y.shape[1:], y.dtype.str)
+            digest.update(repr(shapes).encode())
+        digest.update(x.tobytes())
+        digest.update(y.tobytes())
+        rows += len(x)
+    if shapes is None:
+        raise ValueError(f"{path}: the split is empty")
+    fingerprint = digest.hexdigest()[:DIGEST_CHARS]
     metadata = {
         **provenance,
         "fingerprint": fingerprint,
-        "rows": len(x),
-        "input_shape": list(x.shape[1:]),
-        "target_shape": list(y.shape[1:]),
-        "target_dtype": str(y.dtype),
+        "rows": rows,
+        "input_shape": list(shapes[0]),
+        "target_shape": list(shapes[1]),
+        "target_dtype": str(np.dtype(shapes[2])),
     }
-    table = pa.table({"x": _column(x), "y": _column(y)})
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
-    with (
-        atomic_path(path) as tmp,
-        pa.OSFile(str(tmp), "wb") as sink,
-        pa.ipc.new_file(sink, table.schema) as writer,
-    ):
-        writer.write_table(table, max_chunksize=ROWS_PER_BATCH)
+    written = 0
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+        writer = None
+        for x, y in _Chunks(path, make_batches()):
+            batch = pa.record_batch([_column(x), _column(y)], names=["x", "y"])
+            if writer is None:
+                schema = batch.schema.with_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+                writer = pa.ipc.new_file(sink, schema)
+            writer.write_batch(batch)
+            written += len(x)
+        if written != rows:  # raised inside: atomic_path then leaves nothing at `path`
+            raise ValueError(
+                f"{path}: the batches changed between passes ({rows} then {written} rows)"
+            )
+        writer.close()
     return fingerprint
 
 
