@@ -32,7 +32,13 @@ def pipeline(config: PipelineConfig) -> dict[str, Any]:
     states: dict[str, str] = {}
     try:
         dataset = _run_stage(
-            run_id, "ingest", stages.ingest, states, task_name=config.task, seed=config.seed
+            run_id,
+            "ingest",
+            stages.ingest,
+            states,
+            task_name=config.task,
+            seed=config.seed,
+            data_version=config.data_version,
         )
         proxy = _run_stage(
             run_id,

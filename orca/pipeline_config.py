@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from orca.config import AlignConfig, ProxyConfig, RefineConfig
 from orca.configbase import Config, check_number
+from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task, task_names
 from orca.methods import METHODS
 from orca.model.bodies import backbone_kind
@@ -26,8 +28,16 @@ class PipelineConfig(Config):
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    task_file: str | None = None  # a user's YAML task file, registered on construction
 
     def __post_init__(self) -> None:
+        if self.task_file is not None:
+            declared = load_task_file(self.task_file).name
+            if self.task != declared:
+                raise ValueError(
+                    f"task={self.task!r} but the task file {self.task_file} declares "
+                    f"{declared!r}"
+                )
         if self.task not in task_names():
             raise UnknownNameError(
                 f"task: unknown task {self.task!r}; valid tasks: {', '.join(task_names())}"
@@ -59,14 +69,20 @@ class PipelineConfig(Config):
     @classmethod
     def for_task(
         cls,
-        task: str,
+        task: str | None,
         *,
         backbone: str | None = None,
         method: str = "orca",
         seed: int = 0,
         overrides: dict[str, dict[str, Any]] | None = None,
+        task_file: str | None = None,
     ) -> PipelineConfig:
-        """The task's registered defaults, with `overrides` per section (proxy/align/refine)."""
+        """The task's registered defaults, with `overrides` per section (proxy/align/refine).
+        With `task_file`, the task it declares (`task` may then be None)."""
+        if task_file is not None:
+            task_file = str(Path(task_file).expanduser().resolve())
+            declared = load_task_file(task_file).name
+            task = task or declared
         if task not in task_names():
             raise UnknownNameError(
                 f"task: unknown task {task!r}; valid tasks: {', '.join(task_names())}"
@@ -90,8 +106,14 @@ class PipelineConfig(Config):
             backbone=backbone or spec.default_backbone,
             method=method,
             seed=seed,
+            task_file=task_file,
             **resolved,
         )
+
+    @property
+    def data_version(self) -> str:
+        """Changes when a task file's data changes, so ingest's cache key sees it."""
+        return get_task(self.task).data_version
 
     @property
     def refine_mode(self) -> str:

@@ -33,6 +33,11 @@ class Registry(Generic[T]):
 
         return add if item is None else add(item)
 
+    def unregister(self, name: str) -> T:
+        """Remove and return `name` (used to re-register a task file that changed)."""
+        self.check(name)
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -27,7 +27,7 @@ STAGE_OPTIONS: dict[str, Any] = {
 
 
 @task(name="ingest", cache_key_fn=stage_cache_key("ingest"), **STAGE_OPTIONS)
-def ingest(task_name: str, seed: int) -> dict[str, Any]:
+def ingest(task_name: str, seed: int, data_version: str = "") -> dict[str, Any]:
     """Write the task's train/validation/test splits to Arrow files."""
     out = stage_dir("ingest", dict(locals()))
     reference = ingest_stage.ingest(task_name, out, seed)

@@ -66,6 +66,8 @@ class TaskSpec:
     validation_fraction: float = 0.2
     align: AlignConfig = field(default_factory=AlignConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    source_file: str | None = None  # the YAML file of a user's task (orca.data.task_file)
+    data_version: str = ""  # changes when a user's data files change: part of ingest's key
 
     def __post_init__(self) -> None:
         check_choice(f"task {self.name}: modality", self.modality, MODALITIES)

@@ -10,6 +10,7 @@ import numpy as np
 from orca.atomic import atomic_directory
 from orca.data.arrow_io import write_split
 from orca.data.tasks import get_task
+from orca.data.validate import check_split
 from orca.fingerprint import fingerprint_json
 
 SPLITS = ("train", "validation", "test")
@@ -31,11 +32,13 @@ def split_train_validation(
 def ingest(task_name: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
     spec = get_task(task_name)
     raw = spec.loader()
-    if tuple(raw.x_train.shape[1:]) != tuple(spec.input_shape):
-        raise ValueError(
-            f"task {task_name}: loaded inputs have shape {raw.x_train.shape[1:]}, "
-            f"the task declares input_shape {spec.input_shape}"
-        )
+    for name, x, y in (
+        ("train", raw.x_train, raw.y_train),
+        ("validation", raw.x_val, raw.y_val),
+        ("test", raw.x_test, raw.y_test),
+    ):
+        if x is not None:
+            check_split(raw.source, name, np.asarray(x), np.asarray(y), spec)
     if raw.x_val is not None and raw.y_val is not None:
         x_train, x_val, y_train, y_val = raw.x_train, raw.x_val, raw.y_train, raw.y_val
     else:
