@@ -167,6 +167,30 @@ def _mae(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - y)))
 
 
+def _mae8(pred: np.ndarray, y: np.ndarray) -> float:
+    """MAE over the elements whose true value is below 8 (PSICOV's MAE8: residue pairs
+    closer than 8 Angstrom in the true distance map)."""
+    pred, y = _same_shape("mae8", pred, y)
+    close = y < 8.0
+    if not close.any():
+        raise ValueError("metric 'mae8': no target value is below 8; nothing to score")
+    return float(np.mean(np.abs(pred[close] - y[close])))
+
+
+def _one_minus_auroc_pixelwise(logits: np.ndarray, y: np.ndarray) -> float:
+    """1 - AUROC over every element of dense 0/1 targets pooled together (Cosmic's
+    per-pixel cosmic-ray masks), ranking by the logits."""
+    from sklearn.metrics import roc_auc_score
+
+    logits, y = _same_shape("one_minus_auroc_pixelwise", logits, y)
+    labels = y.reshape(-1)
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("metric 'one_minus_auroc_pixelwise': targets must be 0 or 1")
+    if labels.min() == labels.max():
+        raise ValueError("metric 'one_minus_auroc_pixelwise': targets hold a single class")
+    return float(1.0 - roc_auc_score(labels, logits.reshape(-1)))
+
+
 def _one_minus_r2(pred: np.ndarray, y: np.ndarray) -> float:
     """1 - R^2 with each flattened output column scored separately, then averaged uniformly."""
     from sklearn.metrics import r2_score
@@ -191,5 +215,12 @@ for _metric in (
     Metric("nrmse", _nrmse, True, "normalised RMSE (PDEBench)"),
     Metric("mae", _mae, True, "mean absolute error over all elements"),
     Metric("one_minus_r2", _one_minus_r2, True, "1 - R^2, uniform average over outputs"),
+    Metric("mae8", _mae8, True, "MAE over elements whose target is below 8 (PSICOV)"),
+    Metric(
+        "one_minus_auroc_pixelwise",
+        _one_minus_auroc_pixelwise,
+        True,
+        "1 - AUROC over all elements of dense 0/1 targets (Cosmic)",
+    ),
 ):
     METRICS.register(_metric.name, _metric)

@@ -35,8 +35,7 @@ class PipelineConfig(Config):
             declared = load_task_file(self.task_file).name
             if self.task != declared:
                 raise ValueError(
-                    f"task={self.task!r} but the task file {self.task_file} declares "
-                    f"{declared!r}"
+                    f"task={self.task!r} but the task file {self.task_file} declares {declared!r}"
                 )
         if self.task not in task_names():
             raise UnknownNameError(

@@ -8,7 +8,7 @@ from flows.cli import main, parse_overrides
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["run", "gunpiont"], "unknown task 'gunpiont'; valid tasks: gunpoint"),
+        (["run", "gunpiont"], "unknown task 'gunpiont'; valid tasks: "),
         (["run", "gunpoint", "--backbone", "gpt-9"], "unknown backbone 'gpt-9'; valid backbones"),
         (
             ["run", "gunpoint", "--method", "fptt"],

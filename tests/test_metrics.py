@@ -191,3 +191,19 @@ def test_evaluate_computes_metric_over_the_whole_split_not_per_batch(
     chunks = [metric.compute(logits[i : i + 4], target[i : i + 4]) for i in (0, 4)]
     assert np.mean(chunks) == pytest.approx(chunk_mean)
     assert evaluate(model, x, y, metric, batch_size=4) == pytest.approx(whole)
+
+
+def test_mae8_scores_only_close_pairs_and_pixelwise_auroc_pools_all_pixels():
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([[[1.0, 9.0], [7.5, 20.0]]])  # (1, 2, 2) distance map
+    pred = np.array([[[2.0, 0.0], [7.0, 0.0]]])
+    assert METRICS.get("mae8").compute(pred, y) == pytest.approx((1.0 + 0.5) / 2)
+    masks = np.array([[[0, 1], [1, 0]], [[0, 0], [1, 1]]], dtype=np.float32)
+    logits = np.array([[[0.1, 0.9], [0.4, 0.3]], [[0.2, 0.5], [0.8, 0.35]]])
+    expected = 1.0 - roc_auc_score(masks.ravel(), logits.ravel())
+    assert METRICS.get("one_minus_auroc_pixelwise").compute(logits, masks) == pytest.approx(
+        expected
+    )
+    with pytest.raises(ValueError, match="single class"):
+        METRICS.get("one_minus_auroc_pixelwise").compute(logits, np.zeros_like(masks))

@@ -58,7 +58,7 @@ def test_pipeline_config_resolves_task_defaults_and_overrides():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"task": "gunpiont"}, "unknown task 'gunpiont'; valid tasks: gunpoint"),
+        ({"task": "gunpiont"}, "unknown task 'gunpiont'; valid tasks: .*gunpoint"),
         (
             {"task": "gunpoint", "method": "orcaa"},
             "unknown method 'orcaa'; valid methods: fpt, no-align, orca, scratch",

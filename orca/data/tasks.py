@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +18,7 @@ MODALITIES = ("1d", "2d", "tabular")
 OUTPUT_KINDS = ("classification", "multilabel", "regression", "dense1d", "dense2d")
 _DENSE = (
     ("mse", "l1", "relative_l2", "bce", "cross_entropy"),
-    ("relative_l2", "nrmse", "mae", "one_minus_r2"),
+    ("relative_l2", "nrmse", "mae", "one_minus_r2", "mae8", "one_minus_auroc_pixelwise"),
 )
 # output kind -> (losses, metrics) whose shape conventions fit its predictions and targets
 OUTPUT_CONTRACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -110,6 +111,9 @@ class TaskSpec:
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
+# Modules whose import registers built-in tasks; imported on first lookup, so that the
+# loaders' heavy dependencies load only when a task runs.
+BUILTIN_TASK_MODULES = ("orca.data.ucr", "orca.data.benchmark_tasks")
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
@@ -128,4 +132,5 @@ def task_names() -> list[str]:
 
 def _load_builtin_tasks() -> None:
     # Importing the module registers its tasks; done lazily so optional loaders stay cheap.
-    from orca.data import ucr  # noqa: F401
+    for module in BUILTIN_TASK_MODULES:
+        importlib.import_module(module)
