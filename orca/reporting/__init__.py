@@ -1,0 +1,1 @@
+"""Cross-benchmark comparison: per-task summaries, win counts and performance profiles."""

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from orca.reporting.comparison import best_methods, csv_text, markdown_table, summarise, win_counts
+from orca.reporting.profile import performance_ratios, plot_profile, profile_curves
+
+RUNS = [
+    # task a: error (lower better); orca best
+    *({"task": "a", "method": "orca", "seed": s, "metric": "error_rate", "value": v,
+       "lower_is_better": True} for s, v in enumerate([10.0, 12.0, 14.0])),
+    *({"task": "a", "method": "scratch", "seed": s, "metric": "error_rate", "value": v,
+       "lower_is_better": True} for s, v in enumerate([24.0, 24.0, 24.0])),
+    # task b: a higher-is-better score; scratch best, orca half as good
+    {"task": "b", "method": "orca", "seed": 0, "metric": "acc", "value": 0.4,
+     "lower_is_better": False},
+    {"task": "b", "method": "scratch", "seed": 0, "metric": "acc", "value": 0.8,
+     "lower_is_better": False},
+    # task c: a tie
+    {"task": "c", "method": "orca", "seed": 0, "metric": "mae", "value": 2.0,
+     "lower_is_better": True},
+    {"task": "c", "method": "scratch", "seed": 0, "metric": "mae", "value": 2.0,
+     "lower_is_better": True},
+]  # fmt: skip
+
+
+def test_summaries_winners_and_tables_by_hand():
+    summary = summarise(RUNS)
+    a_orca = next(r for r in summary if r.task == "a" and r.method == "orca")
+    assert (a_orca.mean, a_orca.std, a_orca.n_seeds) == (12.0, 2.0, 3)
+    assert best_methods(summary) == {"a": ["orca"], "b": ["scratch"], "c": ["orca", "scratch"]}
+    assert win_counts(summary) == {"orca": 2, "scratch": 2}
+    table = markdown_table(summary)
+    assert "| a | error_rate ↓ | **12 ± 2** | 24 ± 0 |" in table
+    assert "| b | acc ↑ | 0.4 ± 0 | **0.8 ± 0** |" in table
+    assert "| **wins** | | 2 | 2 |" in table
+    assert (
+        csv_text(summary).splitlines()[0] == "task,method,metric,mean,std,n_seeds,lower_is_better"
+    )
+
+
+def test_performance_ratios_and_profile_by_hand():
+    tasks, methods, ratios = performance_ratios(summarise(RUNS))
+    assert tasks == ["a", "b", "c"] and methods == ["orca", "scratch"]
+    np.testing.assert_allclose(ratios, [[1.0, 2.0], [2.0, 1.0], [1.0, 1.0]])
+    curves = profile_curves(ratios, np.array([1.0, 1.5, 2.0]))
+    np.testing.assert_allclose(curves, [[2 / 3, 2 / 3, 1.0], [2 / 3, 2 / 3, 1.0]])
+
+
+def test_a_missing_result_or_a_zero_best_gives_an_infinite_ratio(tmp_path):
+    runs = [
+        {"task": "z", "method": "orca", "seed": 0, "metric": "error_rate", "value": 0.0,
+         "lower_is_better": True},
+        {"task": "z", "method": "fpt", "seed": 0, "metric": "error_rate", "value": 5.0,
+         "lower_is_better": True},
+        {"task": "y", "method": "orca", "seed": 0, "metric": "error_rate", "value": 5.0,
+         "lower_is_better": True},
+    ]  # fmt: skip
+    summary = summarise(runs)
+    _, methods, ratios = performance_ratios(summary)
+    assert methods == ["fpt", "orca"]
+    assert np.isinf(ratios[0, 0]) and np.isinf(ratios[1, 0])  # fpt: missing on y, 0-best on z
+    png = plot_profile(summary, tmp_path / "profile.png", "test")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_malformed_runs_are_named():
+    with pytest.raises(ValueError, match=r"lacks field\(s\) \['value'"):
+        summarise([{"task": "a", "method": "m", "seed": 0, "metric": "x"}])
