@@ -61,6 +61,9 @@ class PipelineConfig(Config):
                 object.__setattr__(self, name, kind.from_dict(value))
             elif not isinstance(value, kind):
                 raise ValueError(f"{name} must be a {kind.__name__} or a dict, got {value!r}")
+        method_metric = METHODS.get(self.method).align_metric
+        if method_metric is not None and self.align.metric != method_metric:
+            object.__setattr__(self, "align", replace(self.align, metric=method_metric))
         dataset = resolve_proxy_name(self.proxy.dataset, body_kind)
         if dataset != self.proxy.dataset:
             object.__setattr__(self, "proxy", replace(self.proxy, dataset=dataset))

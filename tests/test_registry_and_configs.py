@@ -61,7 +61,7 @@ def test_pipeline_config_resolves_task_defaults_and_overrides():
         ({"task": "gunpiont"}, "unknown task 'gunpiont'; valid tasks: .*gunpoint"),
         (
             {"task": "gunpoint", "method": "orcaa"},
-            "unknown method 'orcaa'; valid methods: fpt, no-align, orca, scratch",
+            "unknown method 'orcaa'; valid methods: fpt, no-align, orca, orca-cosine, orca-l2, orca-mmd, scratch",
         ),
         (
             {"task": "gunpoint", "backbone": "gpt9"},
@@ -76,3 +76,21 @@ def test_pipeline_config_rejects_bad_names(kwargs, message):
     task = kwargs.pop("task")
     with pytest.raises(ValueError, match=message):
         PipelineConfig.for_task(task, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("method", "metric", "epochs", "mode", "pretrained"),
+    [
+        ("orca", "otdd", 20, "full", True),
+        ("orca-mmd", "mmd", 20, "full", True),
+        ("orca-l2", "l2", 20, "full", True),
+        ("orca-cosine", "cosine", 20, "full", True),
+        ("no-align", "otdd", 0, "full", True),
+        ("fpt", "otdd", 0, "fpt", True),
+        ("scratch", "otdd", 0, "full", False),
+    ],
+)
+def test_each_method_sets_its_stages(method, metric, epochs, mode, pretrained):
+    config = PipelineConfig.for_task("gunpoint", method=method)
+    assert config.align.metric == metric and config.align_epochs == epochs
+    assert config.refine_mode == mode and config.pretrained_body is pretrained
