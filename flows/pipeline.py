@@ -25,10 +25,16 @@ def _run_stage(run_id: str, name: str, stage_task, states: dict[str, str], **kwa
 
 
 @flow(name="orca-pipeline", validate_parameters=True)
-def pipeline(config: PipelineConfig) -> dict[str, Any]:
-    """Run one task x backbone x method x seed through all five stages."""
+def pipeline(
+    config: PipelineConfig, parent_run_id: str | None = None, register_model: bool = True
+) -> dict[str, Any]:
+    """Run one task x backbone x method x seed through all five stages.
+
+    Inside a benchmark, `parent_run_id` nests the MLflow run under the benchmark's, and
+    `register_model=False` leaves model registration to the compare flow's champion.
+    """
     flow_run_id = str(runtime.flow_run.id)
-    run_id = tracking.start_run(config, flow_run_id)
+    run_id = tracking.start_run(config, flow_run_id, parent_run_id)
     states: dict[str, str] = {}
     try:
         dataset = _run_stage(
@@ -37,7 +43,7 @@ def pipeline(config: PipelineConfig) -> dict[str, Any]:
             stages.ingest,
             states,
             task_name=config.task,
-            seed=config.seed,
+            seed=config.split_seed,
             data_version=config.data_version,
         )
         proxy = _run_stage(
@@ -87,7 +93,7 @@ def pipeline(config: PipelineConfig) -> dict[str, Any]:
             model=model,
             seed=config.seed,
         )
-        version = tracking.register_model(run_id, config, model)
+        version = tracking.register_model(run_id, config, model) if register_model else None
     except BaseException as error:
         tracking.finish_run(run_id, "FAILED", error=f"{type(error).__name__}: {error}")
         raise
@@ -103,7 +109,9 @@ def pipeline(config: PipelineConfig) -> dict[str, Any]:
         "stages": states,
         "align_distance": {"initial": embedder["distances"][0], "final": embedder["distances"][-1]},
         "best_epoch": model["best_epoch"],
-        "registered_model": f"{tracking.registered_model_name(config.task)}/{version}",
+        "registered_model": (
+            f"{tracking.registered_model_name(config.task)}/{version}" if version else None
+        ),
         "mlflow_run_id": run_id,
         "flow_run_id": flow_run_id,
     }

@@ -29,6 +29,9 @@ class PipelineConfig(Config):
     align: AlignConfig = field(default_factory=AlignConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     task_file: str | None = None  # a user's YAML task file, registered on construction
+    # Seed of the validation split carved from train. Fixed across `seed`s by default, so
+    # seeds vary initialisation and data order on the same splits, and ingest runs once.
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.task_file is not None:
@@ -51,6 +54,7 @@ class PipelineConfig(Config):
             )
         METHODS.check(self.method, field="method")
         check_number("seed", self.seed, minimum=0, integer=True)
+        check_number("split_seed", self.split_seed, minimum=0, integer=True)
         for name, kind in (
             ("proxy", ProxyConfig),
             ("align", AlignConfig),

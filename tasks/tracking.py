@@ -31,21 +31,31 @@ def _client() -> MlflowClient:
     return MlflowClient()
 
 
-@task(name="start-tracking", **NO_CACHE)
-def start_run(config: PipelineConfig, flow_run_id: str | None) -> str:
-    """Open the pipeline's MLflow run; params are the full config."""
-    client = _client()
+def experiment_id(client: MlflowClient) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    return experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+
+
+@task(name="start-tracking", **NO_CACHE)
+def start_run(
+    config: PipelineConfig, flow_run_id: str | None, parent_run_id: str | None = None
+) -> str:
+    """Open the pipeline's MLflow run (a child of a benchmark's run when `parent_run_id` is
+    given); params are the full config."""
+    client = _client()
     tags = {
         "prefect.flow_run_id": str(flow_run_id),
         "orca.task": config.task,
         "orca.method": config.method,
         "orca.backbone": config.backbone,
         "orca.seed": str(config.seed),
+        "orca.kind": "pipeline",
     }
+    if parent_run_id is not None:
+        tags["mlflow.parentRunId"] = parent_run_id
+        tags["orca.benchmark_run"] = parent_run_id
     run = client.create_run(
-        experiment_id,
+        experiment_id(client),
         run_name=f"{config.task}-{config.method}-seed{config.seed}",
         tags=tags,
     )
@@ -73,8 +83,8 @@ def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any
         Metric(name, float(value), timestamp, step) for name, value, step in extract(reference)
     ]
     client.log_batch(run_id, metrics=metrics)
-    if stage == "refine":
-        client.set_tag(run_id, "refine.best_epoch", str(reference["best_epoch"]))
+    for name, value in STAGE_TAGS.get(stage, lambda _: {})(reference).items():
+        client.set_tag(run_id, name, str(value))
 
 
 def _align_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]:
@@ -99,6 +109,21 @@ STAGE_METRICS: dict[str, Callable[[dict[str, Any]], list[tuple[str, float, int]]
     "align": _align_metrics,
     "refine": _refine_metrics,
     "evaluate": _evaluate_metrics,
+}
+
+
+# Tags that let the compare flow read a run back: its result, and where its model is.
+STAGE_TAGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "refine": lambda ref: {
+        "refine.best_epoch": ref["best_epoch"],
+        "orca.model_path": ref["path"],
+        "orca.model_fingerprint": ref["fingerprint"],
+    },
+    "evaluate": lambda ref: {
+        "orca.metric": ref["metric"],
+        "orca.value": repr(float(ref["value"])),
+        "orca.lower_is_better": ref["lower_is_better"],
+    },
 }
 
 

@@ -66,3 +66,19 @@ def test_a_missing_result_or_a_zero_best_gives_an_infinite_ratio(tmp_path):
 def test_malformed_runs_are_named():
     with pytest.raises(ValueError, match=r"lacks field\(s\) \['value'"):
         summarise([{"task": "a", "method": "m", "seed": 0, "metric": "x"}])
+
+
+def test_the_report_files_are_written_together(tmp_path):
+    from orca.reporting.report import write_report
+
+    report = write_report(RUNS, tmp_path / "reports", title="t", context={"machine": "test"})
+    text = report.markdown.read_text()
+    assert text.startswith("# t\n") and "- **machine:** test" in text
+    assert "**12 ± 2**" in text and "![performance profile](comparison-profile.png)" in text
+    assert report.csv.read_text().count("\n") == 1 + 6
+    assert report.profile.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "comparison-profile.png",
+        "comparison.csv",
+        "comparison.md",
+    ]

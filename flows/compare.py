@@ -1,0 +1,58 @@
+"""The compare flow: a benchmark's results from MLflow -> the cross-benchmark comparison.
+
+Writes reports/ (Markdown, CSV, performance-profile PNG), publishes a Prefect table and
+markdown artifact, logs the files to the benchmark's MLflow run, and gives each task's best
+model the registry alias `champion`.
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from orca.reporting.comparison import best_methods, summarise
+from orca.reporting.report import write_report
+from tasks import benchmark_tracking
+
+
+@task(name="write-report", persist_result=False, cache_policy=None)
+def report(runs: list[dict[str, Any]], reports_dir: str, context: dict[str, Any]):
+    written = write_report(runs, reports_dir, title="ORCA comparison", context=context)
+    create_table_artifact(
+        key="orca-comparison",
+        table=written.rows,
+        description="Mean and std of each task x method over seeds",
+    )
+    create_markdown_artifact(key="orca-comparison-report", markdown=written.markdown.read_text())
+    return written
+
+
+@flow(name="orca-compare", validate_parameters=True)
+def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -> dict[str, Any]:
+    """Assemble the comparison of one benchmark run (default: the latest)."""
+    benchmark_run_id = benchmark_run_id or benchmark_tracking.latest_benchmark_run_id()
+    runs = benchmark_tracking.benchmark_results(benchmark_run_id)
+    if not runs:
+        raise LookupError(f"benchmark run {benchmark_run_id} has no finished pipeline runs")
+    context = {
+        "benchmark run": benchmark_run_id,
+        "runs": len(runs),
+        "machine": f"{platform.node()} ({platform.machine()}, {platform.system()})",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    written = report(runs, reports_dir, context)
+    benchmark_tracking.log_report(
+        benchmark_run_id, [str(written.markdown), str(written.csv), str(written.profile)]
+    )
+    champions = benchmark_tracking.crown_champions(runs, best_methods(summarise(runs)))
+    return {
+        "benchmark_run_id": benchmark_run_id,
+        "rows": written.rows,
+        "report": str(written.markdown),
+        "table": written.table_markdown,
+        "champions": champions,
+    }

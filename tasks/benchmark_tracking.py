@@ -1,0 +1,142 @@
+"""MLflow for benchmarks: the parent run, reading child results back, champions.
+
+A benchmark is one MLflow run tagged orca.kind=benchmark; each pipeline run under it is a
+child (mlflow.parentRunId) tagged orca.benchmark_run=<parent id>, with its result in the
+tags orca.metric / orca.value / orca.lower_is_better and its weights at orca.model_path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from prefect import task
+
+from orca.benchmark_config import BenchmarkConfig
+from tasks.logs import run_logger
+from tasks.tracking import EXPERIMENT, NO_CACHE, experiment_id, registered_model_name
+
+CHAMPION_ALIAS = "champion"
+
+
+@task(name="start-benchmark-tracking", **NO_CACHE)
+def start_benchmark_run(config: BenchmarkConfig, flow_run_id: str, runs: int) -> str:
+    client = MlflowClient()
+    run = client.create_run(
+        experiment_id(client),
+        run_name=f"benchmark-{config.label}",
+        tags={
+            "orca.kind": "benchmark",
+            "orca.suite": config.label,
+            "prefect.flow_run_id": flow_run_id,
+        },
+    )
+    params = {
+        "suite": config.label,
+        "methods": ",".join(config.methods),
+        "seeds": config.seeds,
+        "runs": runs,
+        "overrides": json.dumps(config.overrides, sort_keys=True),
+    }
+    client.log_batch(
+        run.info.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()]
+    )
+    return run.info.run_id
+
+
+@task(name="finish-benchmark-tracking", **NO_CACHE)
+def finish_benchmark_run(run_id: str, completed: int, failed: list[str]) -> None:
+    client = MlflowClient()
+    client.log_metric(run_id, "runs_completed", completed)
+    client.log_metric(run_id, "runs_failed", len(failed))
+    if failed:
+        client.set_tag(run_id, "failed_runs", "; ".join(failed)[:5000])
+    client.set_terminated(run_id, status="FAILED" if failed and not completed else "FINISHED")
+
+
+def latest_benchmark_run_id() -> str:
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    found = (
+        client.search_runs(
+            [experiment.experiment_id],
+            filter_string="tags.`orca.kind` = 'benchmark'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if experiment
+        else []
+    )
+    if not found:
+        raise LookupError("no benchmark run in MLflow yet: run `orca bench` first")
+    return found[0].info.run_id
+
+
+@task(name="read-benchmark-results", **NO_CACHE)
+def benchmark_results(benchmark_run_id: str) -> list[dict[str, Any]]:
+    """Every finished child run of a benchmark, as rows for orca.reporting."""
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id(client)],
+        filter_string=(
+            f"tags.`orca.benchmark_run` = '{benchmark_run_id}' and attributes.status = 'FINISHED'"
+        ),
+        max_results=50000,
+    )
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        rows.append(
+            {
+                "task": tags["orca.task"],
+                "method": tags["orca.method"],
+                "seed": int(tags["orca.seed"]),
+                "backbone": tags["orca.backbone"],
+                "metric": tags["orca.metric"],
+                "value": float(tags["orca.value"]),
+                "lower_is_better": tags["orca.lower_is_better"] == "True",
+                "run_id": run.info.run_id,
+                "model_path": tags.get("orca.model_path"),
+                "model_fingerprint": tags.get("orca.model_fingerprint"),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["task"], r["method"], r["seed"]))
+
+
+@task(name="crown-champions", **NO_CACHE)
+def crown_champions(runs: list[dict[str, Any]], best: dict[str, list[str]]) -> dict[str, str]:
+    """Register the best run of each task's best method and alias it `champion`.
+
+    Returns task -> "model-name/version". A version whose weights are already registered
+    is reused (see tasks.tracking.register_model).
+    """
+    from orca.pipeline_config import PipelineConfig
+    from tasks.tracking import register_model
+
+    client = MlflowClient()
+    crowned = {}
+    for task_name, methods in best.items():
+        candidates = [r for r in runs if r["task"] == task_name and r["method"] in methods]
+        sign = 1.0 if candidates[0]["lower_is_better"] else -1.0
+        winner = min(candidates, key=lambda r: (sign * r["value"], r["method"], r["seed"]))
+        config = PipelineConfig.for_task(
+            task_name, backbone=winner["backbone"], method=winner["method"], seed=winner["seed"]
+        )
+        reference = {"path": winner["model_path"], "fingerprint": winner["model_fingerprint"]}
+        version = register_model.fn(winner["run_id"], config, reference)
+        name = registered_model_name(task_name)
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        crowned[task_name] = f"{name}/{version}"
+        run_logger().info(
+            "champion of %s: %s (%s)", task_name, crowned[task_name], winner["method"]
+        )
+    return crowned
+
+
+@task(name="log-report", **NO_CACHE)
+def log_report(benchmark_run_id: str, paths: list[str]) -> None:
+    client = MlflowClient()
+    for path in paths:
+        client.log_artifact(benchmark_run_id, path, artifact_path="report")
