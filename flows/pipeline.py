@@ -45,6 +45,7 @@ def pipeline(
             task_name=config.task,
             seed=config.split_seed,
             data_version=config.data_version,
+            train_fraction=config.train_fraction,
         )
         proxy = _run_stage(
             run_id,

@@ -32,6 +32,7 @@ class PipelineConfig(Config):
     # Seed of the validation split carved from train. Fixed across `seed`s by default, so
     # seeds vary initialisation and data order on the same splits, and ingest runs once.
     split_seed: int = 0
+    train_fraction: float = 1.0  # < 1: keep only this share of train (data-limited ablation)
 
     def __post_init__(self) -> None:
         if self.task_file is not None:
@@ -55,6 +56,9 @@ class PipelineConfig(Config):
         METHODS.check(self.method, field="method")
         check_number("seed", self.seed, minimum=0, integer=True)
         check_number("split_seed", self.split_seed, minimum=0, integer=True)
+        check_number(
+            "train_fraction", self.train_fraction, minimum=0, maximum=1, exclusive_minimum=True
+        )
         for name, kind in (
             ("proxy", ProxyConfig),
             ("align", AlignConfig),

@@ -27,10 +27,12 @@ STAGE_OPTIONS: dict[str, Any] = {
 
 
 @task(name="ingest", cache_key_fn=stage_cache_key("ingest"), **STAGE_OPTIONS)
-def ingest(task_name: str, seed: int, data_version: str = "") -> dict[str, Any]:
+def ingest(
+    task_name: str, seed: int, data_version: str = "", train_fraction: float = 1.0
+) -> dict[str, Any]:
     """Write the task's train/validation/test splits to Arrow files."""
     out = stage_dir("ingest", dict(locals()))
-    reference = ingest_stage.ingest(task_name, out, seed)
+    reference = ingest_stage.ingest(task_name, out, seed, train_fraction)
     sizes = {name: split["rows"] for name, split in reference["splits"].items()}
     run_logger().info("ingested %s: %s -> %s", task_name, sizes, out)
     return reference

@@ -34,7 +34,12 @@ def test_ingest_task_writes_stratified_arrow_splits():
     assert sorted(validation.y.tolist()) == [0] * 5 + [1] * 5  # stratified
     assert validation.metadata["source"].startswith("aeon")
     assert (
-        str(stage_dir("ingest", {"task_name": "gunpoint", "seed": 0, "data_version": ""}))
+        str(
+            stage_dir(
+                "ingest",
+                {"task_name": "gunpoint", "seed": 0, "data_version": "", "train_fraction": 1.0},
+            )
+        )
         in (reference["splits"]["train"]["path"])
     )
 

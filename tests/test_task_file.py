@@ -152,3 +152,14 @@ def test_a_truncated_arrow_split_and_an_unknown_task_are_named(tmp_path):
         read_split(tmp_path / "cut.arrow")
     with pytest.raises(UnknownNameError, match=r"unknown task 'no-such-task'; valid tasks: "):
         get_task("no-such-task")
+
+
+def test_a_training_fraction_keeps_a_stratified_share_of_train_only(tmp_path):
+    load_task_file(write_task(tmp_path, name="fraction-task"))
+    full = ingest("fraction-task", tmp_path / "full", seed=0)
+    tenth = ingest("fraction-task", tmp_path / "tenth", seed=0, train_fraction=0.1)
+    assert full["splits"]["train"]["rows"] == 24
+    assert tenth["splits"]["train"]["rows"] == 3  # max(classes, round(0.1 * 24))
+    assert len(set(read_split(tenth["splits"]["train"]["path"]).y.tolist())) == 3
+    for split in ("validation", "test"):
+        assert tenth["splits"][split]["fingerprint"] == full["splits"][split]["fingerprint"]

@@ -29,7 +29,29 @@ def split_train_validation(
     )
 
 
-def ingest(task_name: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
+def subsample(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded `fraction` of the rows (stratified for classes, at least one per class)."""
+    if fraction >= 1.0:
+        return x, y
+    from sklearn.model_selection import train_test_split
+
+    classes = len(np.unique(y)) if stratify else 1
+    keep = max(classes, round(fraction * len(x)))
+    if keep >= len(x):
+        return x, y
+    kept_x, _, kept_y, _ = train_test_split(
+        x, y, train_size=keep, random_state=seed, stratify=y if stratify else None
+    )
+    return kept_x, kept_y
+
+
+def ingest(
+    task_name: str, out_dir: str | Path, seed: int, train_fraction: float = 1.0
+) -> dict[str, Any]:
+    """Write train/validation/test Arrow splits. With train_fraction < 1 only that share
+    of the training split is kept (the data-limited ablation); validation and test stay."""
     spec = get_task(task_name)
     raw = spec.loader()
     for name, x, y in (
@@ -49,6 +71,8 @@ def ingest(task_name: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
             seed,
             stratify=spec.output == "classification",
         )
+    stratify = spec.output == "classification"
+    x_train, y_train = subsample(x_train, y_train, train_fraction, seed, stratify)
     arrays = {
         "train": (x_train, y_train),
         "validation": (x_val, y_val),
@@ -64,6 +88,7 @@ def ingest(task_name: str, out_dir: str | Path, seed: int) -> dict[str, Any]:
                 "source": raw.source,
                 "version": raw.version,
                 "seed": seed,
+                "train_fraction": train_fraction,
                 "label_names": list(raw.label_names),
             }
             fingerprint = write_split(tmp / f"{name}.arrow", x, y, provenance)
