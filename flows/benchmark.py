@@ -38,7 +38,12 @@ def _label(config: PipelineConfig) -> str:
 def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     """Run every task x method x seed of `config`; return the results and the failures."""
     runs = config.runs()
-    parent = benchmark_tracking.start_benchmark_run(config, str(runtime.flow_run.id), len(runs))
+    parent = benchmark_tracking.start_parent_run(
+        "benchmark",
+        config.label,
+        str(runtime.flow_run.id),
+        benchmark_tracking.benchmark_params(config, len(runs)),
+    )
     futures = [run_pipeline.submit(run, parent) for run in runs]
     results, failures = [], []
     for run, future in zip(runs, futures, strict=True):
@@ -47,5 +52,5 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
             results.append(future.result())
         else:
             failures.append(f"{_label(run)}: {state.message}")
-    benchmark_tracking.finish_benchmark_run(parent, len(results), failures)
+    benchmark_tracking.finish_parent_run(parent, len(results), failures)
     return {"benchmark_run_id": parent, "results": results, "failures": failures}

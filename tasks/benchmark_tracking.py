@@ -21,33 +21,35 @@ from tasks.tracking import EXPERIMENT, NO_CACHE, experiment_id, registered_model
 CHAMPION_ALIAS = "champion"
 
 
-@task(name="start-benchmark-tracking", **NO_CACHE)
-def start_benchmark_run(config: BenchmarkConfig, flow_run_id: str, runs: int) -> str:
+@task(name="start-parent-tracking", **NO_CACHE)
+def start_parent_run(kind: str, label: str, flow_run_id: str, params: dict[str, Any]) -> str:
+    """Open the MLflow run that a benchmark's (kind="benchmark") or the ablations' (kind=
+    "ablation") pipeline runs nest under."""
     client = MlflowClient()
     run = client.create_run(
         experiment_id(client),
-        run_name=f"benchmark-{config.label}",
-        tags={
-            "orca.kind": "benchmark",
-            "orca.suite": config.label,
-            "prefect.flow_run_id": flow_run_id,
-        },
+        run_name=f"{kind}-{label}",
+        tags={"orca.kind": kind, "orca.suite": label, "prefect.flow_run_id": flow_run_id},
     )
-    params = {
+    client.log_batch(
+        run.info.run_id,
+        params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()],
+    )
+    return run.info.run_id
+
+
+def benchmark_params(config: BenchmarkConfig, runs: int) -> dict[str, Any]:
+    return {
         "suite": config.label,
         "methods": ",".join(config.methods),
         "seeds": config.seeds,
         "runs": runs,
         "overrides": json.dumps(config.overrides, sort_keys=True),
     }
-    client.log_batch(
-        run.info.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()]
-    )
-    return run.info.run_id
 
 
-@task(name="finish-benchmark-tracking", **NO_CACHE)
-def finish_benchmark_run(run_id: str, completed: int, failed: list[str]) -> None:
+@task(name="finish-parent-tracking", **NO_CACHE)
+def finish_parent_run(run_id: str, completed: int, failed: list[str]) -> None:
     client = MlflowClient()
     client.log_metric(run_id, "runs_completed", completed)
     client.log_metric(run_id, "runs_failed", len(failed))

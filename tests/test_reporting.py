@@ -82,3 +82,28 @@ def test_the_report_files_are_written_together(tmp_path):
         "comparison.csv",
         "comparison.md",
     ]
+
+
+def test_ablation_sections_by_hand(tmp_path):
+    from orca.reporting.ablations import alignment_convergence, body_modality, data_limited
+
+    convergence = [
+        {"align_epochs": k, "final_distance": d, "value": v, "metric": "error_rate"}
+        for k, d, v in [(0, 9.0, 30.0), (0, 8.0, 28.0), (5, 5.0, 20.0), (10, 2.0, 12.0)]
+    ]
+    text = alignment_convergence(convergence, tmp_path)
+    assert "| 0 | 8.5 ± 0.71 | 29 ± 1.4 |" in text
+    assert "over 4 runs: 1.000" in text  # distance and error fall together: rank corr. 1
+    assert (tmp_path / "ablation-alignment.png").read_bytes()[:4] == b"\x89PNG"
+    limited = [
+        {"train_fraction": f, "method": m, "value": v, "metric": "error_rate"}
+        for f, m, v in [(0.1, "orca", 30.0), (1.0, "orca", 10.0), (0.1, "scratch", 50.0)]
+    ]
+    text = data_limited(limited, tmp_path)
+    assert "| 0.1 | 30 ± 0 | 50 ± 0 |" in text and "| 1 | 10 ± 0 | — |" in text
+    text = body_modality(
+        [{"task": "digits", "backbone": "minilm-l6", "value": 5.0, "metric": "error_rate"}],
+        {"swin-base": "no pretrained weights offline"},
+    )
+    assert "| digits | minilm-l6 | 5 ± 0 |" in text
+    assert "**swin-base not run:** no pretrained weights offline" in text
