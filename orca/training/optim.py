@@ -16,16 +16,28 @@ OPTIMIZERS.register(
         params, lr=lr, weight_decay=weight_decay, momentum=momentum
     ),
 )
+
+
+def _fusable(params: list[torch.nn.Parameter]) -> bool:
+    """Adam's fused kernel (one pass over all tensors) runs on CPU and CUDA floats; on CPU it
+    is several times faster than the per-tensor loop for a transformer body."""
+    return bool(params) and all(
+        p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+        and p.device.type in ("cpu", "cuda")
+        for p in params
+    )
+
+
 OPTIMIZERS.register(
     "adam",
     lambda params, lr, weight_decay, momentum: torch.optim.Adam(
-        params, lr=lr, weight_decay=weight_decay
+        params, lr=lr, weight_decay=weight_decay, fused=_fusable(params)
     ),
 )
 OPTIMIZERS.register(
     "adamw",
     lambda params, lr, weight_decay, momentum: torch.optim.AdamW(
-        params, lr=lr, weight_decay=weight_decay
+        params, lr=lr, weight_decay=weight_decay, fused=_fusable(params)
     ),
 )
 
