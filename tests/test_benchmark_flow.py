@@ -74,3 +74,29 @@ def test_benchmark_then_compare(prefect_harness, tiny_bert_dir, tmp_path):
     assert Artifact.get("orca-comparison") is not None
     artifacts = client.list_artifacts(out["benchmark_run_id"], "report")
     assert {a.path.split("/")[-1] for a in artifacts} >= {"comparison.md", "comparison.csv"}
+
+
+def test_ablations_flow_writes_its_three_sections(prefect_harness, tiny_bert_dir, tmp_path):
+    from flows.ablations import ablations
+    from orca.ablation_config import AblationConfig
+
+    config = AblationConfig(
+        task="gunpoint",
+        align_epochs=(0, 1),
+        train_fractions=(0.5, 1.0),
+        limited_methods=("orca",),
+        image_task="digits",
+        text_backbone=str(tiny_bert_dir),
+        vision_backbone="test-tiny-vit",  # no weights offline: reported as not run
+        seeds=1,
+        overrides=TINY,
+    )
+    out = ablations(config, reports_dir=str(tmp_path))
+    text = (tmp_path / "ablations.md").read_text()
+    assert "## Alignment convergence" in text and "| 0 |" in text and "| 1 |" in text
+    assert "## Data-limited regime" in text and "| 0.5 |" in text
+    assert f"| digits | {tiny_bert_dir} |" in text
+    assert "**test-tiny-vit not run:** no pretrained weights" in text
+    assert set(out["skipped"]) == {"test-tiny-vit"}
+    for png in ("ablation-alignment.png", "ablation-data-limited.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
