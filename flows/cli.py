@@ -1,8 +1,11 @@
 """`orca`: the command line.
 
-    orca run TASK [--backbone NAME] [--method orca|no-align] [--seed N] [--set S.K=V]... [--json]
+    orca run [TASK] [--task-file F] [--data-dir D] [--backbone NAME] [--method M] [--seed N]
+             [--set S.K=V]... [--json]
+    orca ingest [TASK] [--task-file F] [--data-dir D]
     orca tasks [--json]
-    orca demo [--json]
+    orca bench / compare / ablations / demo      (see flows/cli_bench.py)
+    orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer KIND] [--maxsamples N] [--json]
 
 Arguments are validated before Prefect or any model is loaded, so a bad name fails at once
 with the valid choices. State goes under $ORCA_HOME (default ./.orca).
@@ -12,14 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from flows import cli_bench
 from orca.methods import METHODS
 from orca.state import activate
-
-DEMO_TASK = "gunpoint"
 
 
 class UsageError(ValueError):
@@ -51,11 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the five-stage pipeline on one task")
-    run.add_argument("task")
+    _add_task_arguments(run)
     run.add_argument("--backbone", help="body name or local model directory (default: task's)")
     run.add_argument("--method", default="orca", help=f"one of: {', '.join(METHODS.names())}")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument(
+    _add_overrides(run)
+    run.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
+
+    ingest = commands.add_parser("ingest", help="check and store a task's splits only")
+    _add_task_arguments(ingest)
+    ingest.add_argument("--json", action="store_true")
+
+    tasks = commands.add_parser("tasks", help="list the registered tasks")
+    tasks.add_argument("--json", action="store_true")
+
+    cli_bench.add_parsers(commands, _add_overrides)
+
+    _add_otdd_parser(commands)
+    return parser
+
+
+def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", nargs="?", help="a registered task (see `orca tasks`)")
+    parser.add_argument("--task-file", help="a YAML task file (your own data; see README)")
+    parser.add_argument(
+        "--data-dir", help="where published benchmark files live (sets $ORCA_DATA_DIR)"
+    )
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -63,26 +94,62 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.FIELD=VALUE",
         help="override a hyperparameter, e.g. refine.lr=1e-4 (repeatable)",
     )
-    run.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
 
-    tasks = commands.add_parser("tasks", help="list the registered tasks")
-    tasks.add_argument("--json", action="store_true")
 
-    demo = commands.add_parser("demo", help="run the embedded demo on packaged data and weights")
-    demo.add_argument("--json", action="store_true")
-    return parser
+def _add_otdd_parser(commands) -> None:
+    # No orca.otdd import here: it loads torch, which the other commands' parsing must not
+    # wait for. Choices and ranges are checked by OTDDConfig, whose errors list the valid ones.
+    otdd = commands.add_parser(
+        "otdd",
+        help="OTDD (squared) between two labelled datasets stored as .npz files",
+        description=(
+            "Optimal Transport Dataset Distance between two .npz files, each holding X "
+            "(points x dim, real) and y (points, integer labels); prints a squared distance."
+        ),
+    )
+    otdd.add_argument("source", metavar="SOURCE.npz")
+    otdd.add_argument("target", metavar="TARGET.npz")
+    otdd.add_argument("--inner", help="label distance: exact, sinkhorn or gaussian (default exact)")
+    otdd.add_argument("--outer", help="outer problem: exact or sinkhorn (default sinkhorn)")
+    otdd.add_argument(
+        "--maxsamples",
+        type=int,
+        metavar="N",
+        help="at most N points per side, a seeded random subset; 0: all (default 5000)",
+    )
+    otdd.add_argument("--seed", type=int, help="seed of the random subsets (default 0)")
+    otdd.add_argument(
+        "--epsilon", type=float, help="entropic regularisation, squared-distance units (0.1)"
+    )
+    otdd.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
 
 
 def _config_from_args(args: argparse.Namespace):
     from orca.pipeline_config import PipelineConfig
 
+    if args.data_dir:
+        os.environ["ORCA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
+    if not args.task and not args.task_file:
+        raise UsageError("give a TASK (see `orca tasks`) or --task-file FILE")
     return PipelineConfig.for_task(
         args.task,
-        backbone=args.backbone,
-        method=args.method,
-        seed=args.seed,
-        overrides=parse_overrides(args.overrides),
+        backbone=getattr(args, "backbone", None),
+        method=getattr(args, "method", "orca"),
+        seed=getattr(args, "seed", 0),
+        overrides=parse_overrides(getattr(args, "overrides", [])),
+        task_file=args.task_file,
     )
+
+
+def _ingest(config, as_json: bool) -> None:
+    from flows.ingest import ingest_only
+
+    reference = ingest_only(config)
+    if as_json:
+        print(json.dumps(reference))
+        return
+    for name, split in reference["splits"].items():
+        print(f"{name:10s} {split['rows']:7d} rows  {split['path']}")
 
 
 def _run_pipeline(config, as_json: bool) -> dict[str, Any]:
@@ -126,28 +193,106 @@ def _list_tasks(as_json: bool) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _otdd(args: argparse.Namespace) -> int:
+    """`orca otdd`: no state directory, no Prefect, no MLflow; only torch and numpy."""
+    import torch
+
+    from orca.otdd import OTDDConfig, otdd
+    from orca.otdd.files import load_pair
+
+    options = {
+        "inner": args.inner,
+        "outer": args.outer,
+        "epsilon": args.epsilon,
+        "max_samples": args.maxsamples,
+        "seed": args.seed,
+    }
+    options = {key: value for key, value in options.items() if value is not None}
+    if options.get("max_samples") == 0:
+        options["max_samples"] = None
     try:
-        activate(args.state_dir)
-        if args.command == "tasks":
-            _list_tasks(args.json)
-            return 0
-        if args.command == "demo":
-            args.task, args.backbone, args.method, args.seed, args.overrides = (
-                DEMO_TASK,
-                None,
-                "orca",
-                0,
-                [],
-            )
-        config = _config_from_args(args)
+        config = OTDDConfig(**options)
+        source, target = load_pair(args.source, args.target)
     except ValueError as error:
-        print(f"orca: error: {error}", file=sys.stderr)
+        print(f"orca otdd: error: {error}", file=sys.stderr)
         return 2
-    _run_pipeline(config, args.json)
+    started = time.perf_counter()
+    with torch.no_grad():
+        value = otdd(
+            torch.from_numpy(source.features),
+            torch.from_numpy(source.labels),
+            torch.from_numpy(target.features),
+            torch.from_numpy(target.labels),
+            config,
+        ).item()
+    seconds = time.perf_counter() - started
+    print(
+        f"OTDD^2({source.path}, {target.path}) = {value:.6g}  "
+        f"[inner {config.inner}, outer {config.outer}, epsilon {config.epsilon}, "
+        f"at most {config.max_samples or 'all'} points per side; {seconds:.2f} s]"
+    )
+    if args.json:
+        result = {"value": value, "seconds": seconds, "inner": config.inner, "outer": config.outer}
+        print(json.dumps(result))
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "otdd":
+        return _otdd(args)
+    try:
+        activate(args.state_dir)
+        command = COMMANDS[args.command]
+        prepared = command.prepare(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"orca: error: {error}", file=sys.stderr)
+        return 2
+    command.run(args, prepared)
+    return 0
+
+
+@dataclass(frozen=True)
+class Command:
+    """prepare(args) validates everything (errors exit 2 before any work); run does it."""
+
+    prepare: Callable[[argparse.Namespace], Any]
+    run: Callable[[argparse.Namespace, Any], Any]
+
+
+def _bench_config(args: argparse.Namespace):
+    return cli_bench.benchmark_config(args, parse_overrides(args.overrides))
+
+
+def _demo_config(args: argparse.Namespace):
+    from orca.benchmark_config import DEFAULT_METHODS, BenchmarkConfig
+
+    methods = tuple(args.methods or DEFAULT_METHODS)
+    return BenchmarkConfig(suite=cli_bench.DEMO_SUITE, methods=methods, seeds=args.seeds)
+
+
+def _demo(args: argparse.Namespace, config) -> None:
+    bench = cli_bench.run_bench(config, workers=1, as_json=False)
+    cli_bench.run_compare(bench["benchmark_run_id"], args.reports_dir, args.json)
+
+
+COMMANDS = {
+    "run": Command(_config_from_args, lambda args, config: _run_pipeline(config, args.json)),
+    "ingest": Command(_config_from_args, lambda args, config: _ingest(config, args.json)),
+    "tasks": Command(lambda args: None, lambda args, _: _list_tasks(args.json)),
+    "bench": Command(
+        _bench_config, lambda args, config: cli_bench.run_bench(config, args.workers, args.json)
+    ),
+    "compare": Command(
+        lambda args: None,
+        lambda args, _: cli_bench.run_compare(args.benchmark_run, args.reports_dir, args.json),
+    ),
+    "ablations": Command(
+        lambda args: parse_overrides(args.overrides),
+        lambda args, overrides: cli_bench.run_ablations(args, overrides),
+    ),
+    "demo": Command(_demo_config, _demo),
+}
 
 if __name__ == "__main__":
     sys.exit(main())

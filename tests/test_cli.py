@@ -19,6 +19,12 @@ from flows.cli import main, parse_overrides
         (["run", "gunpoint", "--set", "refine.optimizer=lion"], "refine.optimizer='lion'"),
         (["run", "gunpoint", "--set", "lr=0.1"], "expected SECTION.FIELD=VALUE"),
         (["run", "gunpoint", "--seed", "-1"], "seed=-1 is out of range"),
+        (["run"], "give a TASK (see `orca tasks`) or --task-file FILE"),
+        (["run", "--task-file", "nope/task.yaml"], "task file"),
+        (["ingest", "--task-file", "nope/task.yaml"], "nope/task.yaml does not exist"),
+        (["bench", "--suite", "dmeo"], "unknown suite 'dmeo'; valid suites: demo"),
+        (["bench", "--tasks", "gunpoint", "--methods", "orcaa"], "unknown method 'orcaa'"),
+        (["bench"], "a benchmark needs a suite, tasks or task_files"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(argv, message, capsys, monkeypatch):
@@ -51,3 +57,27 @@ def test_overrides_parse_json_values():
         "refine": {"lr": 1e-4, "clip_norm": None},
         "align": {"otdd_inner": "gaussian"},
     }
+
+
+def test_ingest_bench_and_compare_from_the_command_line(
+    prefect_harness, tiny_bert_dir, tmp_path, capsys
+):
+    from test_task_file import write_task
+
+    task_file = write_task(tmp_path, name="cli-task")
+    assert main(["ingest", "--task-file", str(task_file), "--json"]) == 0
+    reference = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert reference["splits"]["test"]["rows"] == 12
+    tiny = ["--set", "align.epochs=1", "--set", "refine.epochs=1", "--set", "proxy.max_examples=60"]
+    argv = ["bench", "--task-file", str(task_file), "--methods", "orca", "scratch", "--seeds", "1"]
+    assert main([*argv, "--backbone", str(tiny_bert_dir), *tiny, "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bench["runs"] == 2 and bench["failures"] == []
+    reports = tmp_path / "reports"
+    assert main(["compare", "--benchmark-run", bench["benchmark_run_id"], "--reports-dir",
+                 str(reports), "--json"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    keys = {"task", "method", "metric", "mean", "std", "n_seeds", "lower_is_better"}
+    assert {row["method"] for row in out["rows"]} == {"orca", "scratch"}
+    assert all(set(row) == keys for row in out["rows"])
+    assert (reports / "comparison.md").exists()
