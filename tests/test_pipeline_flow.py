@@ -62,8 +62,10 @@ def _run(config):
 
 def test_pipeline_end_to_end_caching_and_tracking(prefect_harness, tiny_config):
     first = _run(tiny_config)
-    assert first["stages"] == dict.fromkeys(
-        ("ingest", "proxy", "align", "refine", "evaluate"), "Completed"
+    # Ingest depends only on the task, so an earlier test in the session may have cached it.
+    assert first["stages"]["ingest"] in ("Completed", "Cached")
+    assert {k: v for k, v in first["stages"].items() if k != "ingest"} == dict.fromkeys(
+        ("proxy", "align", "refine", "evaluate"), "Completed"
     )
     assert first["metric"] == "error_rate" and 0.0 <= first["value"] <= 100.0
 
