@@ -120,7 +120,9 @@ def fine_tune(
     for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
-        running, seen = 0.0, 0
+        # The loss sum stays on the device: a float() per step would make the CPU wait for
+        # the GPU after every batch.
+        running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         optimizer.zero_grad(set_to_none=True)
         for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
             index = order[start : start + config.batch_size]
@@ -128,7 +130,7 @@ def fine_tune(
             with _autocast(device):
                 loss = loss_fn(model(xb).float(), yb)
             (loss / config.accumulation_steps).backward()
-            running += float(loss.detach()) * len(index)
+            running += loss.detach().double() * len(index)
             seen += len(index)
             last_batch = start + config.batch_size >= len(order)
             if (batch_index + 1) % config.accumulation_steps == 0 or last_batch:
@@ -140,7 +142,7 @@ def fine_tune(
         val_out = predict(model, x_val, config.eval_batch_size)
         record = EpochRecord(
             epoch=epoch,
-            train_loss=running / max(seen, 1),
+            train_loss=float(running) / max(seen, 1),
             val_loss=float(loss_fn(val_out, y_val)),
             val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
             lr=float(scheduler.get_last_lr()[0]),
@@ -152,7 +154,9 @@ def fine_tune(
             score == loop.best_score and record.val_loss < loop.history[loop.best_epoch].val_loss
         ):
             loop.best_score, loop.best_epoch = score, epoch
-            loop.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            loop.best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+            }
             loop.stale_epochs = 0
         else:
             loop.stale_epochs += 1
