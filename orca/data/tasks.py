@@ -113,7 +113,12 @@ class TaskSpec:
 TASKS: Registry[TaskSpec] = Registry("task")
 # Modules whose import registers built-in tasks; imported on first lookup, so that the
 # loaders' heavy dependencies load only when a task runs.
-BUILTIN_TASK_MODULES = ("orca.data.ucr", "orca.data.sklearn_tasks", "orca.data.benchmark_tasks")
+BUILTIN_TASK_MODULES = (
+    "orca.data.ucr",
+    "orca.data.sklearn_tasks",
+    "orca.data.pde_tasks",
+    "orca.data.benchmark_tasks",
+)
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
