@@ -102,15 +102,23 @@ def _augmented_cost(
     xa: Tensor, index_a: Tensor, xb: Tensor, index_b: Tensor, label_cost: Tensor, chunk: int
 ) -> Tensor:
     """M (n, m) = ||xa_i - xb_j||^2 + label_cost[index_a_i, index_b_j], built `chunk` rows at a
-    time so that the temporaries stay (chunk, m)."""
+    time so that the temporaries stay (chunk, m). Without autograd, each block is written in
+    place into one preallocated M."""
     label_cost = label_cost.to(device=xa.device, dtype=xa.dtype)
-    blocks = []
+    label_columns = label_cost[:, index_b]  # (C_a, m)
+    if torch.is_grad_enabled() and (xa.requires_grad or xb.requires_grad):
+        blocks = []
+        for start in range(0, len(xa), chunk):
+            rows = slice(start, start + chunk)
+            features = squared_distances(xa[rows], xb)  # (chunk, m)
+            blocks.append(features + label_columns[index_a[rows]])
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (n, m)
+    cost = xa.new_empty(len(xa), len(xb))  # (n, m)
     for start in range(0, len(xa), chunk):
         rows = slice(start, start + chunk)
-        features = squared_distances(xa[rows], xb)  # (chunk, m)
-        labels = label_cost[index_a[rows]][:, index_b]  # (chunk, m)
-        blocks.append(features + labels)
-    return torch.cat(blocks)  # (n, m)
+        block = squared_distances(xa[rows], xb)  # (chunk, m), non-negative
+        cost[rows] = block.add_(label_columns[index_a[rows]])
+    return cost
 
 
 def _exact_ot(cost: Tensor) -> Tensor:

@@ -20,6 +20,8 @@ Every result is detached: in OTDD the gradient reaches features only through the
 from __future__ import annotations
 
 import inspect
+import itertools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,11 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from orca.otdd.sinkhorn import sinkhorn_cost, squared_distances
+from orca.otdd.sinkhorn import batched_sinkhorn_costs, squared_distances
 from orca.registry import Registry
 
 _EMD_MAX_ITER = 10_000_000  # network-simplex pivot cap: headroom over POT's default of 1e5
-_GAUSSIAN_PAIR_BUDGET = 2**26  # elements of the (rows, C_b, d, d) block built at once
+_GAUSSIAN_PAIR_BUDGET = 2**24  # elements of the (pairs, d, d) blocks built at once
+_SINKHORN_PAIR_BUDGET = 2**25  # elements of the (pairs, n_i, m_j) cost block solved at once
 
 LabelDistanceFn = Callable[..., Tensor]
 LABEL_DISTANCES: Registry[LabelDistanceFn] = Registry("label distance")
@@ -99,6 +102,71 @@ def exact_distances(groups_a: list[Tensor], groups_b: list[Tensor], same: bool) 
     return torch.from_numpy(_fill(values, len(groups_a), len(groups_b), same))
 
 
+def _padded(groups: list[Tensor]) -> tuple[list[Tensor], Tensor, Tensor]:
+    """The classes, and the same stacked and zero-padded to the largest: points
+    (C, n_max, d) and uniform log weights (C, n_max) with -inf on padding."""
+    largest = max(len(x) for x in groups)
+    first = groups[0]
+    points = first.new_zeros(len(groups), largest, first.shape[1])
+    log_weights = torch.full(
+        (len(groups), largest), -math.inf, dtype=first.dtype, device=first.device
+    )
+    for k, x in enumerate(groups):
+        points[k, : len(x)] = x
+        log_weights[k, : len(x)] = -math.log(len(x))
+    return groups, points, log_weights
+
+
+def _pair_costs(groups_a: list[Tensor], points_b: Tensor, pairs: list[tuple[int, int]]) -> Tensor:
+    """Squared distances (B, n_max, m_max) between class i of a and the padded class j of b
+    for each (i, j) in `pairs`; padded rows are 0, padded columns are left for the caller.
+
+    One matrix product per distinct i, against all its j's at once (in `_pairs` order the
+    j's of one i are consecutive), so no per-pair copies of the points are made."""
+    batch, rows_max = len(pairs), max(len(x) for x in groups_a)
+    cols_max, dim = points_b.shape[1:]
+    cost = points_b.new_zeros(batch, rows_max, cols_max)
+    done = 0
+    for i, run in itertools.groupby(pairs, key=lambda pair: pair[0]):
+        js = [j for _, j in run]
+        consecutive = js == list(range(js[0], js[0] + len(js)))
+        others = points_b[js[0] : js[0] + len(js)] if consecutive else points_b[js]  # (k, m, d)
+        xa = groups_a[i]  # (n_i, d)
+        block = squared_distances(xa, others.reshape(-1, dim))  # (n_i, k * m_max)
+        cost[done : done + len(js), : len(xa)] = block.view(len(xa), len(js), cols_max).transpose(
+            0, 1
+        )
+        done += len(js)
+    return cost
+
+
+def _batched_entropic(
+    side_a: tuple[list[Tensor], Tensor, Tensor],
+    side_b: tuple[list[Tensor], Tensor, Tensor],
+    pairs: list[tuple[int, int]],
+    symmetric: bool,
+    **solver: Any,
+) -> list[float]:
+    """OT_eps between class i of side a and class j of side b for each (i, j) in `pairs`,
+    solved in batches of at most _SINKHORN_PAIR_BUDGET cost entries."""
+    groups_a, points_a, log_a = side_a
+    _, points_b, log_b = side_b
+    per_pair = points_a.shape[1] * points_b.shape[1]
+    batch = max(1, _SINKHORN_PAIR_BUDGET // max(1, per_pair))
+    values: list[float] = []
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        rows = torch.tensor([i for i, _ in chunk], device=points_a.device)
+        cols = torch.tensor([j for _, j in chunk], device=points_a.device)
+        valid = torch.isfinite(log_a[rows]).unsqueeze(2) & torch.isfinite(log_b[cols]).unsqueeze(1)
+        cost = _pair_costs(groups_a, points_b, chunk).masked_fill_(~valid, 0.0)  # (B, n, m)
+        batch_values = batched_sinkhorn_costs(
+            cost, log_a[rows], log_b[cols], symmetric=symmetric, **solver
+        )
+        values.extend(batch_values.tolist())
+    return values
+
+
 @LABEL_DISTANCES.register("sinkhorn")
 def sinkhorn_distances(
     groups_a: list[Tensor],
@@ -112,20 +180,22 @@ def sinkhorn_distances(
     """Debiased Sinkhorn divergence S_eps between every pair of classes (squared units).
 
     The self terms OT_eps(alpha_i, alpha_i) are computed once per class, not once per pair.
+    All pairs are solved together: classes are zero-padded to one size (padding has weight
+    0) and the pair problems run as one batch through the shared solver loop.
     """
-
-    def entropic(xa: Tensor, xb: Tensor, symmetric: bool = False) -> float:
-        cost = squared_distances(xa.detach(), xb.detach())  # (n_i, m_j)
-        value = sinkhorn_cost(
-            cost, epsilon=epsilon, max_iter=max_iter, tol=tol, symmetric=symmetric
-        )
-        return float(value)
-
-    self_a = [entropic(x, x, symmetric=True) for x in groups_a]
-    self_b = self_a if same else [entropic(x, x, symmetric=True) for x in groups_b]
+    solver = {"epsilon": epsilon, "max_iter": max_iter, "tol": tol}
+    with torch.no_grad():
+        side_a = _padded([x.detach() for x in groups_a])
+        side_b = side_a if same else _padded([x.detach() for x in groups_b])
+        own_a = [(k, k) for k in range(len(groups_a))]
+        self_a = _batched_entropic(side_a, side_a, own_a, symmetric=True, **solver)
+        own_b = [(k, k) for k in range(len(groups_b))]
+        self_b = self_a if same else _batched_entropic(side_b, side_b, own_b, True, **solver)
+        pairs = _pairs(len(groups_a), len(groups_b), same)
+        cross = _batched_entropic(side_a, side_b, pairs, symmetric=False, **solver)
     values = {
-        (i, j): entropic(groups_a[i], groups_b[j]) - 0.5 * self_a[i] - 0.5 * self_b[j]
-        for i, j in _pairs(len(groups_a), len(groups_b), same)
+        (i, j): value - 0.5 * self_a[i] - 0.5 * self_b[j]
+        for (i, j), value in zip(pairs, cross, strict=True)
     }
     return torch.from_numpy(_fill(values, len(groups_a), len(groups_b), same))
 
@@ -160,22 +230,29 @@ def gaussian_distances(
     do) plus `ridge` * I, which keeps one-sample or rank-deficient classes well conditioned
     (high-dimensional features with few samples per class are rank-deficient). All pairs are
     batched: one eigh per class for S_i^1/2, then batched eigvalsh of S_i^1/2 S_j S_i^1/2.
+    On identical sides only the pairs i < j are computed and mirrored (zero diagonal).
     """
     means_a, cov_a = _gaussian_moments(groups_a, ridge)
     means_b, cov_b = (means_a, cov_a) if same else _gaussian_moments(groups_b, ridge)
     sqrt_a = _psd_sqrt(cov_a)  # (C_a, d, d)
-    count_b, dim = len(groups_b), cov_b.shape[-1]
-    rows_per_block = max(1, _GAUSSIAN_PAIR_BUDGET // max(1, count_b * dim * dim))
-    cross_traces = []
-    for start in range(0, len(groups_a), rows_per_block):
-        roots = sqrt_a[start : start + rows_per_block].unsqueeze(1)  # (r, 1, d, d)
-        inner = roots @ cov_b.unsqueeze(0) @ roots  # (r, C_b, d, d)
-        inner = 0.5 * (inner + inner.transpose(-1, -2))  # symmetrise against rounding
-        eigenvalues = torch.linalg.eigvalsh(inner)  # (r, C_b, d)
-        cross_traces.append(eigenvalues.clamp_min(0.0).sqrt().sum(dim=-1))  # (r, C_b)
-    cross_trace = torch.cat(cross_traces)  # (C_a, C_b)
     trace_a = torch.diagonal(cov_a, dim1=-2, dim2=-1).sum(-1)  # (C_a,)
     trace_b = torch.diagonal(cov_b, dim1=-2, dim2=-1).sum(-1)  # (C_b,)
+    dim, device = cov_b.shape[-1], cov_b.device
+    # tr (S_i^1/2 S_j S_i^1/2)^1/2; on identical sides the diagonal is tr S_i (distance 0)
+    cross_trace = torch.diag(trace_a) if same else cov_a.new_zeros(len(groups_a), len(groups_b))
+    pairs = _pairs(len(groups_a), len(groups_b), same)
+    per_block = max(1, _GAUSSIAN_PAIR_BUDGET // max(1, dim * dim))
+    for start in range(0, len(pairs), per_block):
+        rows = torch.tensor([i for i, _ in pairs[start : start + per_block]], device=device)
+        cols = torch.tensor([j for _, j in pairs[start : start + per_block]], device=device)
+        roots = sqrt_a[rows]  # (P, d, d)
+        inner = roots @ cov_b[cols] @ roots  # (P, d, d)
+        inner = 0.5 * (inner + inner.transpose(-1, -2))  # symmetrise against rounding
+        eigenvalues = torch.linalg.eigvalsh(inner)  # (P, d)
+        traces = eigenvalues.clamp_min(0.0).sqrt().sum(dim=-1)  # (P,)
+        cross_trace[rows, cols] = traces
+        if same:
+            cross_trace[cols, rows] = traces
     mean_term = squared_distances(means_a, means_b)  # (C_a, C_b)
     bures = trace_a.unsqueeze(1) + trace_b.unsqueeze(0) - 2.0 * cross_trace  # (C_a, C_b)
     distances = (mean_term + bures).clamp_min(0.0)
