@@ -128,7 +128,10 @@ def bare_loop(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # fused, as orca.training.optim builds it: the comparison is of the loops, not kernels
+    optimizer = torch.optim.AdamW(
+        params, lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
     steps_per_epoch = -(-len(x_train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = round(config.warmup_fraction * total_steps)
@@ -285,7 +288,7 @@ def main() -> None:
     )
     print("per epoch:")
     print(
-        f"  {REFINE:<12} fine_tune: shuffle, train steps (+ a float(loss) per step), "
+        f"  {REFINE:<12} fine_tune: shuffle, train steps (loss summed on the device), "
         "validation pass, val loss + metric, a copy of the state_dict when validation improves"
     )
     if CHECKPOINTED in loops:
