@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from orca.data.local_files import data_root
 from orca.registry import Registry
 
 
@@ -43,17 +44,13 @@ PROXY_DATASETS: Registry[ProxyDataset] = Registry("proxy dataset")
 PREFERRED = {"text": ("conll2003", "wnut16"), "vision": ("cifar10", "mnist")}
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("ORCA_DATA_DIR", "~/.cache/orca/data")).expanduser()
-
-
 def local_candidates(name: str) -> list[Path]:
     """Directories where a local copy of proxy `name` may live, in search order."""
     candidates = []
     explicit = os.environ.get(f"ORCA_{name.upper()}_DIR")
     if explicit:
         candidates.append(Path(explicit).expanduser())
-    candidates.append(data_dir() / name)
+    candidates.append(data_root() / name)
     return candidates
 
 

@@ -7,16 +7,15 @@ body itself, and mean-pooled over patches: (N, D) features with the class labels
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from orca.data.local_files import restricted_load
 from orca.proxy.datasets import PROXY_DATASETS
 from orca.proxy.text import ProxyFeatures
 from orca.registry import Registry
@@ -56,24 +55,9 @@ def load_mnist(path: Path) -> LabelledImages:
     return LabelledImages(images, labels, tuple(str(d) for d in range(10)))
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickle the published CIFAR batches (dicts of numpy arrays and lists) only."""
-
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        (module, name)
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-        for name in ("_reconstruct", "scalar")
-    } | {("numpy", "ndarray"), ("numpy", "dtype")}
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-        return super().find_class(module, name)
-
-
 def _read_cifar_batch(path: Path) -> dict:
     with open(path, "rb") as handle:
-        return _ArraysOnly(handle, encoding="bytes").load()
+        return restricted_load(handle, encoding="bytes")
 
 
 @VISION_PROXY_LOADERS.register("cifar10")

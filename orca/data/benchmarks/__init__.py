@@ -39,19 +39,17 @@ containers and refuses every other global, so a data file cannot run code.
 from __future__ import annotations
 
 import importlib
-import io
 import os
-import pickle
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-DEFAULT_DATA_DIR = "~/.cache/orca/data"
+from orca.data.local_files import data_root, restricted_load
 
 
 @dataclass(frozen=True)
@@ -132,10 +130,6 @@ def task_env_var(task: str, suffix: str = "DIR") -> str:
     return f"ORCA_{re.sub(r'[^A-Z0-9]', '_', task.upper())}_{suffix}"
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("ORCA_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
-
-
 def benchmark_data_dir(task: str) -> Path:
     """The directory holding `task`'s files: $ORCA_<TASK>_DIR, else $ORCA_DATA_DIR/<subdir>."""
     explicit = os.environ.get(task_env_var(task))
@@ -204,39 +198,6 @@ def subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
     if limit is None or limit >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Rebuild numpy arrays, numpy scalars and builtin containers; refuse any other global."""
-
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        (module, name)
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-        for name in ("_reconstruct", "scalar")
-    } | {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        # Protocol-2 pickles written by Python 3 store bytes as _codecs.encode(text, "latin1").
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name} from a data file (only numpy arrays allowed)"
-            )
-        return super().find_class(module, name)
-
-
-def restricted_load(handle: io.BufferedIOBase | Any, encoding: str = "latin1") -> Any:
-    """Unpickle a stream holding only numpy arrays/scalars, strings, numbers and containers.
-
-    encoding "latin1" reads numpy arrays pickled by Python 2 too; "bytes" keeps Python-2
-    strings as bytes (the CIFAR batches' keys).
-    """
-    return _NumpyOnlyUnpickler(handle, encoding=encoding).load()
 
 
 def read_npy(path: Path, mmap: bool = False) -> Any:
