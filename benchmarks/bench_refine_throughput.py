@@ -8,19 +8,24 @@ and the same validation pass at the end of every epoch. The bare loop does nothi
 fine_tune also tracks the training loss, keeps the best validation state and, in the
 "refine+ckpt" row (when fine_tune accepts `checkpoint_dir`), writes a checkpoint per epoch.
 
-Each loop is warmed up with one short untimed epoch, then the loops run interleaved, in an
-order that alternates from repeat to repeat; the table shows the median over repeats.
-Samples/s counts training samples: over the training steps alone ("train") and over whole
-epochs including validation and whatever fine_tune does between epochs ("epoch"). The
-ratios are medians of the per-repeat ratios to the bare loop of the same repeat. The global
-torch RNG is seeded identically before every run, so dropout masks agree too and the loops
-should end on the same weights; the script prints the largest parameter difference.
+Each loop is warmed up with one short untimed epoch, then the loops run interleaved: every
+repeat runs each loop once, in an order from orders(), a Williams design (over each block of
+as many repeats as loops, each loop runs once in each position; over two blocks, each
+follows each other equally often), so neither run position nor drifting load favours a
+loop. Repeats are rounded up to a whole block. Samples/s counts training samples over the
+training steps alone ("train") and over whole epochs including validation and whatever
+fine_tune does between epochs ("epoch"), median over repeats. Ratios are medians of the
+per-repeat ratios to the bare loop of the same repeat, by wall clock (the target's figure)
+and by process CPU time (blind to waiting on the disk or for a core; on shared cores it is
+disturbed too); the per-repeat ratios and the ratio of the fastest runs are printed as well.
+The global torch RNG is seeded identically before every run, so dropout masks agree and the
+loops should end on the same weights; the script prints the largest parameter difference.
 Target: refine/bare >= 0.95. On a shared machine pass --threads 1: more torch threads than
 idle cores makes every loop many times slower and the ratios mostly noise (the script prints
 the load average before and after).
 
     .venv/bin/python benchmarks/bench_refine_throughput.py [--quick] [--backbone NAME|DIR]
-        [--task gunpoint] [--samples 256] [--batch-size 16] [--epochs 2] [--repeats 3]
+        [--task gunpoint] [--samples 256] [--batch-size 16] [--epochs 2] [--repeats 6]
         [--threads N] [--device cpu|cuda]
 """
 
@@ -57,6 +62,8 @@ class Clock:
 
     device: torch.device
     start: float = 0.0
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
     validation_starts: list[float] = field(default_factory=list)
     epoch_ends: list[float] = field(default_factory=list)
     training: bool = False
@@ -67,11 +74,13 @@ class Clock:
 
     def begin(self) -> None:
         self.sync()
+        self.cpu_start = time.process_time()
         self.start = time.perf_counter()
 
     def end_epoch(self) -> None:
         self.sync()
         self.epoch_ends.append(time.perf_counter())
+        self.cpu_end = time.process_time()
 
     def hook(self, module: torch.nn.Module, args: tuple) -> None:
         if module.training:
@@ -88,11 +97,15 @@ class Clock:
     def total_seconds(self) -> float:
         return self.epoch_ends[-1] - self.start
 
+    def cpu_seconds(self) -> float:
+        return self.cpu_end - self.cpu_start
+
 
 @dataclass
 class Run:
     train_seconds: float
     total_seconds: float
+    cpu_seconds: float
     samples: int
     final_state: dict[str, torch.Tensor]
     val_loss: float
@@ -104,6 +117,21 @@ class Run:
     @property
     def epoch_rate(self) -> float:
         return self.samples / self.total_seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.samples / self.cpu_seconds
+
+
+def orders(loops: list[str], repeats: int) -> list[list[str]]:
+    """Run orders, one per repeat: the rows of a cyclic Latin square (each loop once in each
+    position), then the same rows reversed (each loop after each other as often as before
+    it). `repeats` is rounded up to a multiple of len(loops) so positions stay balanced."""
+    n = len(loops)
+    square = [[loops[(row + i) % n] for i in range(n)] for row in range(n)]
+    design = square + [row[::-1] for row in square]
+    blocks = -(-max(repeats, 1) // n)
+    return [design[i % len(design)] for i in range(blocks * n)]
 
 
 def _autocast(device: torch.device):
@@ -191,12 +219,14 @@ def main() -> None:
     parser.add_argument("--val-samples", type=int, default=16, help="synthetic validation samples")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=6, help="rounded up to a whole block")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-root", default=None, help="where checkpoints go (a temp dir)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 16 samples, 1 epoch, 1x")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 16 samples, 1 epoch, 1 block"
+    )
     args = parser.parse_args()
     if args.quick:
         args.samples, args.epochs, args.repeats = 16, 1, 1
@@ -213,6 +243,7 @@ def main() -> None:
     loops = [REFINE, BARE]
     if "checkpoint_dir" in inspect.signature(fine_tune).parameters:
         loops.insert(1, CHECKPOINTED)
+    schedule = orders(loops, args.repeats)
 
     def run(loop: str, data: tuple[torch.Tensor, torch.Tensor], cfg: RefineConfig) -> Run:
         model = copy.deepcopy(template).to(device)
@@ -258,6 +289,7 @@ def main() -> None:
         return Run(
             clock.train_seconds(),
             clock.total_seconds(),
+            clock.cpu_seconds(),
             len(data[0]) * cfg.epochs,
             final,
             val_losses[-1],
@@ -278,8 +310,8 @@ def main() -> None:
     )
     print(
         f"data: {args.samples} synthetic training samples, {args.val_samples} validation, "
-        f"batch {config.batch_size}, {config.epochs} epoch(s), {args.repeats} repeat(s), "
-        f"seed {args.seed}"
+        f"batch {config.batch_size}, {config.epochs} epoch(s), {len(schedule)} repeat(s), "
+        f"seed {args.seed}; run orders: " + " | ".join(",".join(o) for o in schedule)
     )
     print(
         f"config: {config.optimizer} lr {config.lr}, {config.schedule} schedule, warm-up "
@@ -304,31 +336,39 @@ def main() -> None:
         run(loop, warm_train, warm_config)
 
     runs: dict[str, list[Run]] = {loop: [] for loop in loops}
-    for repeat in range(args.repeats):
-        order = loops if repeat % 2 == 0 else loops[::-1]
+    for repeat, order in enumerate(schedule):
         for loop in order:
             result = run(loop, train, config)
             if repeat > 0:
                 result.final_state = {}  # the first repeat's weights suffice for the check
             runs[loop].append(result)
 
-    def ratios(loop: str, rate: str) -> float:
+    def per_repeat(loop: str, rate: str) -> list[float]:
         pairs = zip(runs[loop], runs[BARE], strict=True)
-        return statistics.median(getattr(a, rate) / getattr(b, rate) for a, b in pairs)
+        return [getattr(a, rate) / getattr(b, rate) for a, b in pairs]
+
+    def ratios(loop: str, rate: str) -> float:
+        return statistics.median(per_repeat(loop, rate))
 
     print()
-    header = (
+    print(
         f"{'loop':<12} {'samples/s (train)':>18} {'samples/s (epoch incl. val)':>28} "
-        f"{'ratio vs bare (train)':>22} {'ratio vs bare (epoch)':>22}"
+        f"{'ratio vs bare (train)':>22} {'ratio vs bare (epoch)':>22} {'(epoch, cpu)':>13}"
     )
-    print(header)
     for loop in loops:
         train_rate = statistics.median(r.train_rate for r in runs[loop])
         epoch_rate = statistics.median(r.epoch_rate for r in runs[loop])
         print(
             f"{loop:<12} {train_rate:>18.2f} {epoch_rate:>28.2f} "
-            f"{ratios(loop, 'train_rate'):>22.3f} {ratios(loop, 'epoch_rate'):>22.3f}"
+            f"{ratios(loop, 'train_rate'):>22.3f} {ratios(loop, 'epoch_rate'):>22.3f} "
+            f"{ratios(loop, 'cpu_rate'):>13.3f}"
         )
+    for loop in loops[:-1]:
+        for clock, rate in (("wall", "epoch_rate"), ("cpu", "cpu_rate")):
+            each = ", ".join(f"{r:.3f}" for r in per_repeat(loop, rate))
+            print(f"{loop}/bare per repeat (epoch, {clock}): {each}")
+        fastest = [min(r.total_seconds for r in runs[name]) for name in (BARE, loop)]
+        print(f"{loop}/bare of the fastest runs (epoch, wall): {fastest[0] / fastest[1]:.3f}")
     spread = ", ".join(
         f"{loop} {min(r.total_seconds for r in runs[loop]):.2f}-"
         f"{max(r.total_seconds for r in runs[loop]):.2f}"
@@ -348,8 +388,11 @@ def main() -> None:
             f"same computation: {loop} vs bare after {config.epochs} epoch(s), "
             f"max |param diff| {diff:.3e}, |val loss diff| {val_gap:.3e}"
         )
-    ratio = ratios(REFINE, "epoch_rate")
-    print(f"refine/bare throughput ratio: {ratio:.2f} (target >= 0.95)")
+    print(
+        f"refine/bare throughput ratio: {ratios(REFINE, 'epoch_rate'):.2f} (target >= 0.95; "
+        f"median of {len(schedule)} per-repeat wall-clock ratios; CPU time "
+        f"{ratios(REFINE, 'cpu_rate'):.2f})"
+    )
 
 
 if __name__ == "__main__":

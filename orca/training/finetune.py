@@ -61,6 +61,23 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+def _snapshot(
+    state: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor] | None
+) -> dict[str, torch.Tensor]:
+    """A CPU copy of `state`, written into `buffers` (an earlier snapshot) where the tensors
+    fit: overwriting the previous best is then a memcpy, not a model's worth of new pages."""
+    buffers = buffers or {}
+    copy = {}
+    for key, value in state.items():
+        value = value.detach()
+        old = buffers.get(key)
+        if old is not None and old.shape == value.shape and old.dtype == value.dtype:
+            copy[key] = old.copy_(value)
+        else:
+            copy[key] = value.to("cpu", copy=True)
+    return copy
+
+
 def fine_tune(
     model: torch.nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -117,11 +134,13 @@ def fine_tune(
         checkpoints = EpochCheckpoints(checkpoint_dir, fingerprint)
         loop = checkpoints.restore(model, optimizer, scheduler, generator, EpochRecord) or loop
     resumed_from = len(loop.history) - 1 if loop.history else None
+    accumulation = config.accumulation_steps
+    best_buffers: dict[str, torch.Tensor] | None = None  # CPU tensors this call owns
     for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
-        # The loss sum stays on the device: a float() per step would make the CPU wait for
-        # the GPU after every batch.
+        # The loss sum stays on the device, one in-place op per step: a float() per step
+        # would make the CPU wait for the GPU after every batch.
         running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         optimizer.zero_grad(set_to_none=True)
         for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
@@ -129,11 +148,12 @@ def fine_tune(
             xb, yb = x_train[index].to(device), y_train[index].to(device)
             with _autocast(device):
                 loss = loss_fn(model(xb).float(), yb)
-            (loss / config.accumulation_steps).backward()
-            running += loss.detach().double() * len(index)
+            # Without accumulation the loss is not divided: one autograd node less, same grads.
+            (loss if accumulation == 1 else loss / accumulation).backward()
+            running.add_(loss.detach(), alpha=len(index))  # float64 sum, as exact as before
             seen += len(index)
             last_batch = start + config.batch_size >= len(order)
-            if (batch_index + 1) % config.accumulation_steps == 0 or last_batch:
+            if (batch_index + 1) % accumulation == 0 or last_batch:
                 if config.clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
                 optimizer.step()
@@ -154,9 +174,7 @@ def fine_tune(
             score == loop.best_score and record.val_loss < loop.history[loop.best_epoch].val_loss
         ):
             loop.best_score, loop.best_epoch = score, epoch
-            loop.best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            }
+            loop.best_state = best_buffers = _snapshot(model.state_dict(), best_buffers)
             loop.stale_epochs = 0
         else:
             loop.stale_epochs += 1

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from orca.atomic import atomic_directory, atomic_path
 from orca.checkpoint import CheckpointError, load_into, load_state, save_state
@@ -193,7 +194,7 @@ class EpochCheckpoints:
             "fingerprint": self.fingerprint,
         }
         with atomic_directory(target) as tmp:
-            save_state(tmp / MODEL_FILE, model.state_dict(), {"epoch": str(epoch)})
+            _save_weights(tmp / MODEL_FILE, model.state_dict(), {"epoch": str(epoch)})
             self._write_best(tmp, loop, epoch)
             with atomic_path(tmp / TRAINER_FILE) as path:
                 torch.save(trainer, path)
@@ -218,7 +219,7 @@ class EpochCheckpoints:
                 return
             except OSError:
                 pass  # no hard links here: write a copy
-        save_state(tmp / BEST_FILE, loop.best_state, {"epoch": str(loop.best_epoch)})
+        _save_weights(tmp / BEST_FILE, loop.best_state, {"epoch": str(loop.best_epoch)})
 
     def _sweep(self, keep: Path) -> None:
         """Remove older epoch directories and leftovers of interrupted writes."""
@@ -291,6 +292,21 @@ class EpochCheckpoints:
         self._best_file = (path / BEST_FILE, loop.best_epoch)
         logger.info("resuming from %s (epoch %d done)", path, len(loop.history) - 1)
         return loop
+
+
+def _save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """orca.checkpoint.save_state without its defensive copy where none is needed: contiguous
+    CPU tensors that share no storage are written straight from their memory (safetensors
+    reads them through pointers), which spares a copy of the whole model per checkpoint."""
+    tensors = {key: value.detach() for key, value in state.items()}
+    storages = [value.untyped_storage().data_ptr() for value in tensors.values()]
+    if len(set(storages)) < len(storages) or not all(
+        value.device.type == "cpu" and value.is_contiguous() for value in tensors.values()
+    ):
+        save_state(path, state, metadata)  # shared, strided or device tensors: copies first
+        return
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
