@@ -4,10 +4,18 @@ Ingest and proxy features are shared between runs through the stage cache. Runs 
 submitted to the flow's task runner: one at a time by default (one CPU's worth of work);
 `benchmark.with_options(task_runner=...)` runs them on a thread pool, Dask or Ray instead.
 A failed run is recorded and the others go on.
+
+A whole run is cached too (keyed by its config and the code version, not by the MLflow
+parent), so re-running a benchmark whose runs are all done costs one cache lookup per run:
+the run is recorded under the new benchmark's MLflow run as a copy of the original child
+run (tag orca.reused_from). If the run's model file or its original MLflow run is gone,
+the run goes through the pipeline again, where each stage still finds what is left of it in
+the stage cache.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, runtime, task
@@ -17,13 +25,32 @@ from flows.pipeline import pipeline
 from orca.benchmark_config import BenchmarkConfig
 from orca.pipeline_config import PipelineConfig
 from tasks import benchmark_tracking
+from tasks.caching import pipeline_run_cache_policy
 
 
-@task(name="pipeline-run", persist_result=False, cache_policy=None)
+@task(
+    name="pipeline-run",
+    cache_policy=pipeline_run_cache_policy(),
+    persist_result=True,
+    result_serializer="json",
+    cache_expiration=None,
+)
 def run_pipeline(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
     """One pipeline run, nested under the benchmark's MLflow run; models are not registered
     here (the compare flow registers each task's champion)."""
     return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+
+
+def _reuse(config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]) -> dict[str, Any]:
+    """A run found whole in the run cache, recorded under this benchmark; or run again if
+    its model file or its MLflow run has gone."""
+    source = cached["mlflow_run_id"]
+    if Path(cached.get("model_path") or "").is_file():
+        copied = benchmark_tracking.copy_child_run(source, parent_run_id)
+        if copied is not None:
+            stages = {name: "Cached" for name in cached["stages"]}
+            return {**cached, "stages": stages, "mlflow_run_id": copied, "reused_from": source}
+    return run_pipeline.with_options(refresh_cache=True)(config, parent_run_id)
 
 
 def _label(config: PipelineConfig) -> str:
@@ -48,9 +75,16 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     results, failures = [], []
     for run, future in zip(runs, futures, strict=True):
         state = future.wait() or future.state
-        if state.is_completed():
-            results.append(future.result())
-        else:
+        if not state.is_completed():
             failures.append(f"{_label(run)}: {state.message}")
+            continue
+        try:
+            result = future.result()
+            if state.name == "Cached":
+                result = _reuse(run, parent, result)
+        except Exception as error:  # a rerun of a reused run failed: record it, go on
+            failures.append(f"{_label(run)}: {type(error).__name__}: {error}")
+            continue
+        results.append(result)
     benchmark_tracking.finish_parent_run(parent, len(results), failures)
     return {"benchmark_run_id": parent, "results": results, "failures": failures}

@@ -261,19 +261,16 @@ class Command:
 
 
 def _bench_config(args: argparse.Namespace):
+    cli_bench.check_parallelism(args)
     return cli_bench.benchmark_config(args, parse_overrides(args.overrides))
 
 
 def _demo_config(args: argparse.Namespace):
     from orca.benchmark_config import DEFAULT_METHODS, BenchmarkConfig
 
+    cli_bench.check_parallelism(args)
     methods = tuple(args.methods or DEFAULT_METHODS)
     return BenchmarkConfig(suite=cli_bench.DEMO_SUITE, methods=methods, seeds=args.seeds)
-
-
-def _demo(args: argparse.Namespace, config) -> None:
-    bench = cli_bench.run_bench(config, workers=1, as_json=False)
-    cli_bench.run_compare(bench["benchmark_run_id"], args.reports_dir, args.json)
 
 
 COMMANDS = {
@@ -281,7 +278,10 @@ COMMANDS = {
     "ingest": Command(_config_from_args, lambda args, config: _ingest(config, args.json)),
     "tasks": Command(lambda args: None, lambda args, _: _list_tasks(args.json)),
     "bench": Command(
-        _bench_config, lambda args, config: cli_bench.run_bench(config, args.workers, args.json)
+        _bench_config,
+        lambda args, config: cli_bench.run_bench(
+            config, args.workers, args.json, threads=args.threads
+        ),
     ),
     "compare": Command(
         lambda args: None,
@@ -291,7 +291,7 @@ COMMANDS = {
         lambda args: parse_overrides(args.overrides),
         lambda args, overrides: cli_bench.run_ablations(args, overrides),
     ),
-    "demo": Command(_demo_config, _demo),
+    "demo": Command(_demo_config, cli_bench.run_demo),
 }
 
 if __name__ == "__main__":

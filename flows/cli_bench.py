@@ -1,10 +1,15 @@
 """`orca bench`, `orca compare`, `orca ablations` and `orca demo`: the comparison commands.
 
     orca bench (--suite NAME | --tasks T ... | --task-file F ...) [--methods M ...]
-               [--seeds N] [--backbone B] [--set S.K=V]... [--workers N] [--json]
+               [--seeds N] [--backbone B] [--set S.K=V]... [--workers N] [--threads N]
+               [--json]
     orca compare [--benchmark-run ID] [--reports-dir DIR] [--json]
     orca ablations [--task T] [--image-task T] [--seeds N] [--set S.K=V]... [--json]
-    orca demo [--seeds N] [--json]
+    orca demo [--seeds N] [--methods M ...] [--workers N] [--threads N] [--json]
+
+--workers runs that many pipeline runs at once (threads of the flow's task runner);
+--threads sets torch's threads per process (default: the cores divided among the workers,
+so that the runs do not oversubscribe the CPU).
 
 With --json the last stdout line is one JSON object; for compare it has a `rows` list.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
 
@@ -20,6 +26,32 @@ from orca.suites import SUITES
 
 DEMO_SUITE = "demo"
 DEMO_SEEDS = 3
+# Two runs at once: on a 2-core laptop that keeps both cores busy through the single-threaded
+# parts of each run (Python, data loading, logging) at one torch thread each.
+DEMO_WORKERS = 2
+
+
+def _add_parallelism(parser, workers: int) -> None:
+    parser.add_argument(
+        "--workers", type=int, default=workers, help=f"pipeline runs at once (default {workers})"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: CPU cores / workers, at least 1)"
+    )
+
+
+def check_parallelism(args: argparse.Namespace) -> None:
+    """--workers and --threads must be positive integers."""
+    for name in ("workers", "threads"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be an integer >= 1, got {value}")
+
+
+def torch_threads(workers: int, threads: int | None) -> int:
+    """The torch thread count for `workers` concurrent runs: `threads`, or the CPU cores
+    shared out among the workers."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
 
 
 def add_parsers(commands, add_overrides) -> None:
@@ -30,7 +62,7 @@ def add_parsers(commands, add_overrides) -> None:
     bench.add_argument("--methods", nargs="+", metavar="METHOD", help="default: all seven")
     bench.add_argument("--seeds", type=int, default=3)
     bench.add_argument("--backbone", help="body for every task (default: each task's)")
-    bench.add_argument("--workers", type=int, default=1, help="pipeline runs at once (threads)")
+    _add_parallelism(bench, 1)
     add_overrides(bench)
     bench.add_argument("--json", action="store_true")
 
@@ -53,6 +85,7 @@ def add_parsers(commands, add_overrides) -> None:
     demo.add_argument("--seeds", type=int, default=DEMO_SEEDS)
     demo.add_argument("--methods", nargs="+", metavar="METHOD")
     demo.add_argument("--reports-dir", default="reports")
+    _add_parallelism(demo, DEMO_WORKERS)
     demo.add_argument("--json", action="store_true")
 
 
@@ -70,11 +103,13 @@ def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
     )
 
 
-def run_bench(config, workers: int, as_json: bool) -> dict[str, Any]:
+def run_bench(config, workers: int, as_json: bool, threads: int | None = None) -> dict[str, Any]:
+    import torch
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.benchmark import benchmark
 
+    torch.set_num_threads(torch_threads(workers, threads))
     started = time.perf_counter()
     flow = benchmark.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     out = flow(config)
@@ -83,6 +118,11 @@ def run_bench(config, workers: int, as_json: bool) -> dict[str, Any]:
         "runs": len(out["results"]),
         "failures": out["failures"],
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "reused": sum("reused_from" in result for result in out["results"]),
+        "results": [
+            {key: result[key] for key in ("task", "method", "seed", "metric", "value")}
+            for result in out["results"]
+        ],
     }
     if as_json:
         print(json.dumps(summary))
@@ -96,15 +136,62 @@ def run_bench(config, workers: int, as_json: bool) -> dict[str, Any]:
     return summary
 
 
-def run_compare(benchmark_run: str | None, reports_dir: str, as_json: bool) -> dict[str, Any]:
+COMPARE_JSON_KEYS = ("benchmark_run_id", "rows", "report", "champions")
+
+
+def run_compare(
+    benchmark_run: str | None, reports_dir: str, as_json: bool, quiet: bool = False
+) -> dict[str, Any]:
     from flows.compare import compare
 
     out = compare(benchmark_run, reports_dir=reports_dir)
+    if quiet:
+        return out
     if as_json:
-        print(json.dumps({k: out[k] for k in ("benchmark_run_id", "rows", "report", "champions")}))
+        print(json.dumps({k: out[k] for k in COMPARE_JSON_KEYS}))
     else:
         print(out["table"])
         print(f"report: {out['report']}")
+    return out
+
+
+def run_demo(args: argparse.Namespace, config) -> dict[str, Any]:
+    """bench + compare on the embedded suite, then reports/RESULTS.md with the machine, the
+    date and the wall time; prints the table and the report's path (or one JSON line)."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import torch
+
+    from orca.reporting.results import machine_description, write_results
+
+    started = time.perf_counter()
+    bench = run_bench(config, args.workers, as_json=False, threads=args.threads)
+    out = run_compare(bench["benchmark_run_id"], args.reports_dir, args.json, quiet=True)
+    wall = time.perf_counter() - started
+    methods = " ".join(config.methods)
+    context = {
+        "command": f"orca demo --seeds {config.seeds} --methods {methods} --workers {args.workers}",
+        "machine": f"{machine_description()}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch thread(s) per run, {args.workers} run(s) at once",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall time": f"{wall:.0f} s ({bench['wall_seconds']:.0f} s benchmark, "
+        f"{wall - bench['wall_seconds']:.0f} s compare)",
+        "runs": f"{bench['runs']} finished ({bench['reused']} reused from the run cache), "
+        f"{len(bench['failures'])} failed",
+    }
+    results = write_results(Path(args.reports_dir) / "RESULTS.md", out["report"], context)
+    if args.json:
+        summary = {k: out[k] for k in COMPARE_JSON_KEYS}
+        counts = {k: bench[k] for k in ("runs", "reused", "failures")}
+        print(
+            json.dumps(
+                {**summary, **counts, "results": str(results), "wall_seconds": round(wall, 1)}
+            )
+        )
+    else:
+        print(out["table"])
+        print(f"report: {results} (and {out['report']})")
     return out
 
 

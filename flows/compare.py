@@ -7,7 +7,6 @@ model the registry alias `champion`.
 
 from __future__ import annotations
 
-import platform
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from orca.reporting.comparison import best_methods, summarise
 from orca.reporting.report import write_report
+from orca.reporting.results import machine_description
 from tasks import benchmark_tracking
 
 
@@ -41,7 +41,7 @@ def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -
     context = {
         "benchmark run": benchmark_run_id,
         "runs": len(runs),
-        "machine": f"{platform.node()} ({platform.machine()}, {platform.system()})",
+        "machine": machine_description(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     written = report(runs, reports_dir, context)

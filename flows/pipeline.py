@@ -110,6 +110,7 @@ def pipeline(
         "stages": states,
         "align_distance": {"initial": embedder["distances"][0], "final": embedder["distances"][-1]},
         "best_epoch": model["best_epoch"],
+        "model_path": model["path"],
         "registered_model": (
             f"{tracking.registered_model_name(config.task)}/{version}" if version else None
         ),

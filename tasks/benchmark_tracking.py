@@ -8,10 +8,13 @@ tags orca.metric / orca.value / orca.lower_is_better and its weights at orca.mod
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from prefect import task
 
 from orca.benchmark_config import BenchmarkConfig
@@ -56,6 +59,44 @@ def finish_parent_run(run_id: str, completed: int, failed: list[str]) -> None:
     if failed:
         client.set_tag(run_id, "failed_runs", "; ".join(failed)[:5000])
     client.set_terminated(run_id, status="FAILED" if failed and not completed else "FINISHED")
+
+
+def copy_child_run(source_run_id: str, parent_run_id: str) -> str | None:
+    """Record a run that a later benchmark found whole in the cache: a new child of
+    `parent_run_id` with the source run's tags, params and latest metric values, tagged
+    orca.reused_from=<source> (its per-epoch curves stay in the source run). Returns the new
+    run id, or None if the source run is gone or did not finish (the caller then reruns).
+
+    A plain function, not a task: it is a few MLflow calls inside the benchmark flow, and a
+    cached re-run makes one per pipeline run.
+    """
+    client = MlflowClient()
+    try:
+        source = client.get_run(source_run_id)
+    except MlflowException:
+        return None
+    if source.info.status != "FINISHED":
+        return None
+    tags = {k: v for k, v in source.data.tags.items() if not k.startswith("mlflow.")}
+    tags.update(
+        {
+            "mlflow.parentRunId": parent_run_id,
+            "orca.benchmark_run": parent_run_id,
+            "orca.reused_from": source_run_id,
+        }
+    )
+    run_id = client.create_run(
+        source.info.experiment_id, run_name=source.info.run_name, tags=tags
+    ).info.run_id
+    stamp = int(time.time() * 1000)
+    params = [Param(k, v) for k, v in sorted(source.data.params.items())]
+    metrics = [Metric(k, v, stamp, 0) for k, v in sorted(source.data.metrics.items())]
+    for start in range(0, max(len(params), len(metrics)), 100):  # MLflow's batch limits
+        client.log_batch(
+            run_id, params=params[start : start + 100], metrics=metrics[start : start + 100]
+        )
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
 
 
 def latest_benchmark_run_id() -> str:

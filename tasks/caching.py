@@ -8,6 +8,14 @@ misses changes in the library it calls.
 The key also names the stage's artifact directory. If a cached record exists but its
 artifacts were deleted, the record is dropped so the stage recomputes instead of handing a
 dangling path downstream.
+
+`stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy with an in-process
+lock: when the benchmark flow runs several pipelines at once on threads (`--workers N`), the
+first run to reach a shared stage (a task's ingest, a body's proxy features) computes it
+while the others wait for its record and then read it as Cached, instead of computing the
+same thing side by side. The lock lives in memory, so a killed process never leaves a stale
+lock behind; separate processes (Dask or Ray workers, work-pool jobs) do not share it and
+may compute a shared stage twice, which is safe because every stage writes atomically.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
+from prefect.locking.memory import MemoryLockManager
 
 import orca
 from orca.configbase import Config
@@ -66,3 +77,24 @@ def stage_cache_key(
         return key
 
     return cache_key
+
+
+def stage_cache_policy(stage: str, writes_outputs: bool = True) -> CachePolicy:
+    """The Prefect cache policy of a stage task: stage_cache_key under an in-process lock."""
+    return CacheKeyFnPolicy(cache_key_fn=stage_cache_key(stage, writes_outputs)).configure(
+        isolation_level="SERIALIZABLE", lock_manager=MemoryLockManager()
+    )
+
+
+def pipeline_run_key(context: Any, parameters: dict[str, Any]) -> str:
+    """A whole pipeline run's cache key: its config and the code version. The MLflow parent
+    it nests under is deliberately not part of it, so a later benchmark reuses the run."""
+    config = parameters["config"]
+    return f"pipeline-run-{fingerprint_json({'code': CODE_VERSION, 'config': config.to_dict()})}"
+
+
+def pipeline_run_cache_policy() -> CachePolicy:
+    """The benchmark flow's per-run cache policy, locked like the stages'."""
+    return CacheKeyFnPolicy(cache_key_fn=pipeline_run_key).configure(
+        isolation_level="SERIALIZABLE", lock_manager=MemoryLockManager()
+    )

@@ -16,7 +16,7 @@ from orca.stages import evaluate as evaluate_stage
 from orca.stages import ingest as ingest_stage
 from orca.stages import proxy as proxy_stage
 from orca.stages import refine as refine_stage
-from tasks.caching import stage_cache_key, stage_dir
+from tasks.caching import stage_cache_policy, stage_dir
 from tasks.logs import run_logger
 
 STAGE_OPTIONS: dict[str, Any] = {
@@ -26,7 +26,7 @@ STAGE_OPTIONS: dict[str, Any] = {
 }
 
 
-@task(name="ingest", cache_key_fn=stage_cache_key("ingest"), **STAGE_OPTIONS)
+@task(name="ingest", cache_policy=stage_cache_policy("ingest"), **STAGE_OPTIONS)
 def ingest(
     task_name: str, seed: int, data_version: str = "", train_fraction: float = 1.0
 ) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def ingest(
     return reference
 
 
-@task(name="proxy", cache_key_fn=stage_cache_key("proxy"), tags=["gpu"], **STAGE_OPTIONS)
+@task(name="proxy", cache_policy=stage_cache_policy("proxy"), tags=["gpu"], **STAGE_OPTIONS)
 def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
     """Featurise the labelled proxy dataset with the body's own input embedding."""
     out = stage_dir("proxy", dict(locals()))
@@ -59,7 +59,7 @@ def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
     return reference
 
 
-@task(name="align", cache_key_fn=stage_cache_key("align"), tags=["gpu"], **STAGE_OPTIONS)
+@task(name="align", cache_policy=stage_cache_policy("align"), tags=["gpu"], **STAGE_OPTIONS)
 def align(
     task_name: str,
     backbone: str,
@@ -91,7 +91,7 @@ def align(
     )
 
 
-@task(name="refine", cache_key_fn=stage_cache_key("refine"), tags=["gpu"], **STAGE_OPTIONS)
+@task(name="refine", cache_policy=stage_cache_policy("refine"), tags=["gpu"], **STAGE_OPTIONS)
 def refine(
     task_name: str,
     backbone: str,
@@ -131,7 +131,9 @@ def refine(
 
 
 @task(
-    name="evaluate", cache_key_fn=stage_cache_key("evaluate", writes_outputs=False), **STAGE_OPTIONS
+    name="evaluate",
+    cache_policy=stage_cache_policy("evaluate", writes_outputs=False),
+    **STAGE_OPTIONS,
 )
 def evaluate(
     task_name: str, backbone: str, dataset: dict[str, Any], model: dict[str, Any], seed: int

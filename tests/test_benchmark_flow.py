@@ -100,3 +100,54 @@ def test_ablations_flow_writes_its_three_sections(prefect_harness, tiny_bert_dir
     assert set(out["skipped"]) == {"test-tiny-vit"}
     for png in ("ablation-alignment.png", "ablation-data-limited.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_bert_dir, tmp_path):
+    import os
+    import shutil
+
+    from flows.benchmark import benchmark
+    from flows.compare import compare
+
+    config = BenchmarkConfig(
+        tasks=("covid3month",),
+        methods=("no-align", "fpt"),
+        seeds=1,
+        backbone=str(tiny_bert_dir),
+        overrides=TINY,
+    )
+    first = benchmark(config)
+    assert first["failures"] == [] and not any("reused_from" in r for r in first["results"])
+
+    second = benchmark(config)
+    assert second["failures"] == []
+    by_method = {r["method"]: r for r in second["results"]}
+    for original in first["results"]:
+        reused = by_method[original["method"]]
+        assert reused["reused_from"] == original["mlflow_run_id"]
+        assert reused["value"] == original["value"]
+        assert set(reused["stages"].values()) == {"Cached"}
+    client = MlflowClient()
+    children = client.search_runs(
+        [client.get_run(second["benchmark_run_id"]).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{second['benchmark_run_id']}'",
+    )
+    assert sorted(c.data.tags["orca.reused_from"] for c in children) == sorted(
+        r["mlflow_run_id"] for r in first["results"]
+    )
+    rows = compare(second["benchmark_run_id"], reports_dir=str(tmp_path / "reports"))["rows"]
+    assert {(r["method"], r["mean"]) for r in rows} == {
+        (r["method"], r["value"]) for r in first["results"]
+    }
+
+    # A deleted model (its refine stage directory): that run goes through the pipeline
+    # again (refine recomputes, the earlier stages come from the stage cache); the other
+    # run is reused.
+    shutil.rmtree(os.path.dirname(by_method["fpt"]["model_path"]))
+    third = benchmark(config)
+    by_method = {r["method"]: r for r in third["results"]}
+    assert third["failures"] == [] and "reused_from" in by_method["no-align"]
+    assert "reused_from" not in by_method["fpt"]
+    assert by_method["fpt"]["stages"]["ingest"] == "Cached"
+    assert by_method["fpt"]["stages"]["refine"] == "Completed"
+    assert os.path.isfile(by_method["fpt"]["model_path"])

@@ -25,6 +25,8 @@ from flows.cli import main, parse_overrides
         (["bench", "--suite", "dmeo"], "unknown suite 'dmeo'; valid suites: demo"),
         (["bench", "--tasks", "gunpoint", "--methods", "orcaa"], "unknown method 'orcaa'"),
         (["bench"], "a benchmark needs a suite, tasks or task_files"),
+        (["bench", "--suite", "demo", "--workers", "0"], "--workers must be an integer >= 1"),
+        (["demo", "--threads", "-2"], "--threads must be an integer >= 1, got -2"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(argv, message, capsys, monkeypatch):

@@ -12,7 +12,7 @@ import torch
 
 import orca.data.sklearn_tasks as sklearn_tasks
 import orca.data.ucr as ucr
-from orca.data.tasks import TASKS, RawTask
+from orca.data.tasks import TASKS, RawTask, get_task
 from orca.model.orca_model import create_model
 
 EMBEDDED = ("arrowhead", "acsf1", "basicmotions", "covid3month", "digits", "breast-cancer")
@@ -229,8 +229,10 @@ def test_fashion_mnist_absent_or_corrupt(tmp_path, monkeypatch):
 
 
 def test_demo_tasks_declare_small_configs():
-    for name in (*EMBEDDED, "fashion-mnist"):
-        spec = TASKS.get(name)
+    from orca.suites import SUITES
+
+    for name in sorted({*SUITES.get("demo"), *EMBEDDED, "fashion-mnist"}):
+        spec = get_task(name)
         assert spec.align.samples_per_class <= 32 and spec.align.epochs <= 10
         assert spec.refine.epochs <= 10 and spec.max_seq_len <= 32
         assert spec.describe()["name"] == name

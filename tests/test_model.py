@@ -101,9 +101,9 @@ def test_orca_model_stages_and_copied_embedding_layers(tiny_bert_dir):
     assert torch.equal(model.embedder.positions.weight, body_embeddings.position_embeddings.weight)
     x = torch.randn(4, *spec.input_shape)
     tokens = model.embed(x)
-    assert tokens.shape == (4, 50, 32)  # L=150, max_seq_len=64 -> stride 3 -> 50 tokens
+    assert tokens.shape == (4, 15, 32)  # L=150, max_seq_len=16 -> stride 10 -> 15 tokens
     expected = model.embedder.norm(model.embedder.projection(x).transpose(1, 2))
-    expected = expected + body_embeddings.position_embeddings.weight[:50]
+    expected = expected + body_embeddings.position_embeddings.weight[:15]
     torch.testing.assert_close(tokens, expected)
     logits = model.predict(model.encode(tokens))
     assert logits.shape == (4, 2) and torch.isfinite(logits).all()

@@ -12,6 +12,7 @@ from typing import Any
 
 from orca.atomic import atomic_path
 from orca.reporting.comparison import csv_text, markdown_table, summarise, win_counts
+from orca.reporting.findings import check_findings, findings_markdown
 from orca.reporting.profile import plot_profile
 
 
@@ -58,6 +59,9 @@ def write_report(
         "",
         f"![performance profile]({paths['profile'].name})",
         "",
+        "## The paper's findings on this suite",
+        "",
+        findings_markdown(check_findings(summary)),
     ]
     with atomic_path(paths["csv"]) as tmp:
         tmp.write_text(csv_text(summary))

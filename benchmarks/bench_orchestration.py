@@ -1,0 +1,200 @@
+"""Orchestration overhead of the benchmark flow (Prefect + MLflow) against direct calls.
+
+Both sides make the same runs (a BenchmarkConfig: tasks x methods x seeds) from an empty
+state directory, in fresh subprocesses with the same torch thread count:
+
+- "direct" calls the orca.stages functions in a plain loop: ingest once per task, proxy
+  features once per backbone, then align -> refine -> evaluate per run. It is the
+  computation alone: no Prefect, no MLflow, no cache keys.
+- "flow" runs `orca bench` (the benchmark flow: Prefect's ephemeral API, cached tasks, an
+  MLflow parent run and a child run per task x method x seed, the stage logs and metrics).
+  Its time is the whole command, imports and the Prefect server included.
+
+Overhead = flow / direct - 1. Target: <= 10 %. The script also prints the direct side's
+per-run stage times, which is what sizes the embedded demo (issue 5: about 10 minutes on
+2 cores for the whole `orca demo`), and the test metric of each run on both sides (they
+should agree: same seeds, same code).
+
+    .venv/bin/python benchmarks/bench_orchestration.py [--suite demo] [--tasks T ...]
+        [--methods orca ...] [--seeds 1] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def direct(config_json: str, out_root: str) -> dict:
+    """The benchmark's runs as plain function calls (runs in a subprocess)."""
+    started = time.perf_counter()
+    from orca.state import activate
+
+    activate(Path(out_root) / "state")
+    from orca.benchmark_config import BenchmarkConfig
+    from orca.stages import align, evaluate, ingest, proxy, refine
+
+    config = BenchmarkConfig(**json.loads(config_json))
+    root = Path(out_root)
+    datasets: dict[tuple, dict] = {}
+    proxies: dict[tuple, dict] = {}
+    runs = []
+    for index, run in enumerate(config.runs()):
+        times: dict[str, float] = {}
+        clock = time.perf_counter()
+        data_key = (run.task, run.split_seed, run.train_fraction)
+        if data_key not in datasets:
+            datasets[data_key] = ingest.ingest(
+                run.task, root / f"ingest{len(datasets)}", run.split_seed, run.train_fraction
+            )
+        times["ingest"], clock = time.perf_counter() - clock, time.perf_counter()
+        proxy_key = (run.backbone, json.dumps(run.proxy.to_dict(), sort_keys=True))
+        if proxy_key not in proxies:
+            proxies[proxy_key] = proxy.extract_proxy(
+                run.backbone, run.proxy, root / f"proxy{len(proxies)}"
+            )
+        times["proxy"], clock = time.perf_counter() - clock, time.perf_counter()
+        dataset = datasets[data_key]
+        embedder = align.align(
+            run.task,
+            run.backbone,
+            dataset,
+            proxies[proxy_key],
+            run.align,
+            run.align_epochs,
+            root / f"align{index}",
+            run.seed,
+            pretrained=run.pretrained_body,
+        )
+        times["align"], clock = time.perf_counter() - clock, time.perf_counter()
+        model = refine.refine(
+            run.task,
+            run.backbone,
+            dataset,
+            embedder,
+            run.refine,
+            root / f"refine{index}",
+            run.seed,
+            mode=run.refine_mode,
+            pretrained=run.pretrained_body,
+        )
+        times["refine"], clock = time.perf_counter() - clock, time.perf_counter()
+        result = evaluate.evaluate(run.task, run.backbone, dataset, model, run.seed)
+        times["evaluate"] = time.perf_counter() - clock
+        runs.append(
+            {
+                "task": run.task,
+                "method": run.method,
+                "seed": run.seed,
+                "value": result["value"],
+                "times": times,
+            }
+        )
+    return {"runs": runs, "compute_seconds": time.perf_counter() - started}
+
+
+def run_process(command: list[str], env: dict[str, str]) -> tuple[float, dict]:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command[:4])} ... failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return elapsed, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", default="demo")
+    parser.add_argument("--tasks", nargs="*", default=[])
+    parser.add_argument("--methods", nargs="+", default=["orca", "no-align", "fpt", "scratch"])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on both sides")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(json.dumps(direct(*args.worker)))
+        return
+
+    config = {
+        "suite": None if args.tasks else args.suite,
+        "tasks": args.tasks,
+        "methods": args.methods,
+        "seeds": args.seeds,
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="orca-orchestration-"))
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for var in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI", "ORCA_HOME"):
+        env.pop(var, None)
+    try:
+        direct_wall, direct_out = run_process(
+            [
+                sys.executable,
+                __file__,
+                "--threads",
+                str(args.threads),
+                "--worker",
+                json.dumps(config),
+                str(scratch / "direct"),
+            ],
+            env,
+        )
+        selection = ["--tasks", *args.tasks] if args.tasks else ["--suite", args.suite]
+        flow_env = {**env, "ORCA_HOME": str(scratch / "flow")}
+        flow_wall, flow_out = run_process(
+            [
+                str(BIN / "orca"),
+                "bench",
+                *selection,
+                "--methods",
+                *args.methods,
+                "--seeds",
+                str(args.seeds),
+                "--threads",
+                str(args.threads),
+                "--json",
+            ],
+            flow_env,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    print(
+        f"machine: {os.cpu_count()} cores, torch threads {args.threads}, "
+        f"load average before {os.getloadavg()[0]:.2f}"
+    )
+    print(f"{'task':<14} {'method':<10} seed {'align':>6} {'refine':>7} {'eval':>6} {'value':>9}")
+    for run in direct_out["runs"]:
+        t = run["times"]
+        print(
+            f"{run['task']:<14} {run['method']:<10} {run['seed']:>4} {t['align']:6.1f} "
+            f"{t['refine']:7.1f} {t['evaluate']:6.1f} {run['value']:9.4f}"
+        )
+    runs = len(direct_out["runs"])
+    print(
+        f"runs: {runs} direct, {flow_out['runs']} through the flow; flow failures: "
+        f"{flow_out['failures']}"
+    )
+    print(f"direct (process, imports included)  {direct_wall:8.1f} s")
+    print(f"direct compute alone                {direct_out['compute_seconds']:8.1f} s")
+    print(f"benchmark flow (whole orca bench)   {flow_wall:8.1f} s")
+    print(f"overhead flow / direct - 1          {flow_wall / direct_wall - 1:8.1%}   target <= 10%")
+    print(
+        f"per run: direct {direct_wall / runs:.2f} s, flow {flow_wall / runs:.2f} s, "
+        f"difference {(flow_wall - direct_wall) / runs:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
