@@ -266,10 +266,10 @@ def _bench_config(args: argparse.Namespace):
 
 
 def _demo_config(args: argparse.Namespace):
-    from orca.benchmark_config import DEFAULT_METHODS, BenchmarkConfig
+    from orca.benchmark_config import BenchmarkConfig
 
     cli_bench.check_parallelism(args)
-    methods = tuple(args.methods or DEFAULT_METHODS)
+    methods = tuple(args.methods or cli_bench.DEMO_METHODS)
     return BenchmarkConfig(suite=cli_bench.DEMO_SUITE, methods=methods, seeds=args.seeds)
 
 

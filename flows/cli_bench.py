@@ -26,6 +26,9 @@ from orca.suites import SUITES
 
 DEMO_SUITE = "demo"
 DEMO_SEEDS = 3
+# ORCA and its baselines. The alignment-metric variants (orca-mmd, orca-l2, orca-cosine)
+# would nearly double the demo's time; `orca demo --methods ...` or `orca bench` adds them.
+DEMO_METHODS = ("orca", "no-align", "fpt", "scratch")
 # Two runs at once: on a 2-core laptop that keeps both cores busy through the single-threaded
 # parts of each run (Python, data loading, logging) at one torch thread each.
 DEMO_WORKERS = 2
@@ -83,7 +86,9 @@ def add_parsers(commands, add_overrides) -> None:
         "demo", help="bench + compare on the embedded suite (packaged data and weights)"
     )
     demo.add_argument("--seeds", type=int, default=DEMO_SEEDS)
-    demo.add_argument("--methods", nargs="+", metavar="METHOD")
+    demo.add_argument(
+        "--methods", nargs="+", metavar="METHOD", help=f"default: {' '.join(DEMO_METHODS)}"
+    )
     demo.add_argument("--reports-dir", default="reports")
     _add_parallelism(demo, DEMO_WORKERS)
     demo.add_argument("--json", action="store_true")
