@@ -2,6 +2,10 @@
 
 Stage metrics are logged from the stages' references, so a run whose stages were all
 Cached still records the full alignment and training curves.
+
+Opening, logging to and closing a run are plain functions the pipeline flow calls: each is
+one or two MLflow calls, and as Prefect tasks they cost more in orchestration than they do
+in work (seven task runs per pipeline run). Registering a model stays a task.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from prefect import task
 
 from orca.configbase import flatten
@@ -21,6 +25,7 @@ from tasks.logs import run_logger
 
 EXPERIMENT = "orca"
 NO_CACHE: dict[str, Any] = {"persist_result": False, "cache_policy": None}
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 
 
 def registered_model_name(task_name: str) -> str:
@@ -36,7 +41,6 @@ def experiment_id(client: MlflowClient) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
 
 
-@task(name="start-tracking", **NO_CACHE)
 def start_run(
     config: PipelineConfig, flow_run_id: str | None, parent_run_id: str | None = None
 ) -> str:
@@ -70,21 +74,23 @@ def start_run(
     return run.info.run_id
 
 
-@task(name="log-stage", **NO_CACHE)
 def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any]) -> None:
-    """Record a stage's final state and its metrics (curves and values) in the run."""
-    client = _client()
-    client.set_tag(run_id, f"stage.{stage}", state_name)
-    extract = STAGE_METRICS.get(stage)
-    if extract is None:
-        return
+    """Record a stage's final state, its metrics (curves and values) and its result tags in
+    the run, in as few MLflow calls as its batch limits allow (usually one)."""
     timestamp = int(time.time() * 1000)
+    extract = STAGE_METRICS.get(stage, lambda _: [])
     metrics = [
         Metric(name, float(value), timestamp, step) for name, value, step in extract(reference)
     ]
-    client.log_batch(run_id, metrics=metrics)
-    for name, value in STAGE_TAGS.get(stage, lambda _: {})(reference).items():
-        client.set_tag(run_id, name, str(value))
+    tags = {f"stage.{stage}": state_name, **STAGE_TAGS.get(stage, lambda _: {})(reference)}
+    client = _client()
+    client.log_batch(
+        run_id,
+        metrics=metrics[:MAX_METRICS_PER_BATCH],
+        tags=[RunTag(name, str(value)) for name, value in tags.items()],
+    )
+    for start in range(MAX_METRICS_PER_BATCH, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
 
 
 def _align_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]:
@@ -171,7 +177,6 @@ def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str)
     return None
 
 
-@task(name="finish-tracking", **NO_CACHE)
 def finish_run(run_id: str, status: str, error: str | None = None) -> None:
     """Close the run with its final status, recording the error of a failed one."""
     client = _client()

@@ -110,11 +110,11 @@ def load_burgers_task(
 
 
 # Small configs in the style of the other demo tasks: align as the embedded demo tasks
-# (k-means pseudo-labels stand in for classes), refine 6 epochs of 13 steps.
+# (k-means pseudo-labels stand in for classes), refine 3 epochs of 13 steps.
 PDE_ALIGN = AlignConfig(
     epochs=8, lr=1e-3, samples_per_class=32, lr_milestones=(6,), max_source_samples=1000
 )
-PDE_REFINE = RefineConfig(epochs=6, batch_size=16, lr=2e-4)
+PDE_REFINE = RefineConfig(epochs=3, batch_size=16, lr=3e-4)
 
 register_task(
     TaskSpec(

@@ -266,7 +266,7 @@ register_task(
         loader=load_digits_task,
         max_seq_len=4,  # patch 4 -> 2 x 2 = 4 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=6, batch_size=32, lr=3e-4),
+        refine=RefineConfig(epochs=4, batch_size=32, lr=3e-4),
     )
 )
 

@@ -155,7 +155,7 @@ register_task(
         loader=lambda: load_ucr("GunPoint"),
         max_seq_len=16,  # stride 10 -> 15 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=10, batch_size=8, lr=2e-4, warmup_fraction=0.1),
+        refine=RefineConfig(epochs=8, batch_size=8, lr=2e-4, warmup_fraction=0.1),
     )
 )
 
@@ -196,7 +196,7 @@ register_task(
         loader=lambda: load_ucr("ACSF1"),
         max_seq_len=16,  # 1460 = 4 * 5 * 73: stride 146 -> 10 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=8, batch_size=16, lr=2e-4),
+        refine=RefineConfig(epochs=5, batch_size=16, lr=2e-4),
     )
 )
 
