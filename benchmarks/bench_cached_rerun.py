@@ -8,7 +8,10 @@ that the second run reused every run and reported the same numbers, then prints 
 times and their ratio. Target: re-run <= 5 % of the first run.
 
     .venv/bin/python benchmarks/bench_cached_rerun.py [--methods M ...] [--seeds N]
-        [--workers N]      # default: exactly `orca demo`
+        [--workers N] [--keep-reports DIR]     # default: exactly `orca demo`
+
+--keep-reports copies the first run's reports (RESULTS.md, comparison.*) to DIR: the
+committed reports/RESULTS.md comes from the first run of this script.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+")
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--keep-reports", help="copy the first run's reports here")
     args = parser.parse_args()
     arguments = []
     for name in ("methods", "seeds", "workers"):
@@ -60,6 +64,8 @@ def main() -> None:
     arguments += ["--reports-dir", str(scratch / "reports")]
     try:
         first_wall, first = demo(arguments, env)
+        if args.keep_reports:
+            shutil.copytree(scratch / "reports", args.keep_reports, dirs_exist_ok=True)
         second_wall, second = demo(arguments, env)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
