@@ -143,6 +143,7 @@ def benchmark_results(benchmark_run_id: str) -> list[dict[str, Any]]:
                 "run_id": run.info.run_id,
                 "model_path": tags.get("orca.model_path"),
                 "model_fingerprint": tags.get("orca.model_fingerprint"),
+                "task_file": tags.get("orca.task_file"),
             }
         )
     return sorted(rows, key=lambda r: (r["task"], r["method"], r["seed"]))
@@ -164,8 +165,12 @@ def crown_champions(runs: list[dict[str, Any]], best: dict[str, list[str]]) -> d
         candidates = [r for r in runs if r["task"] == task_name and r["method"] in methods]
         sign = 1.0 if candidates[0]["lower_is_better"] else -1.0
         winner = min(candidates, key=lambda r: (sign * r["value"], r["method"], r["seed"]))
-        config = PipelineConfig.for_task(
-            task_name, backbone=winner["backbone"], method=winner["method"], seed=winner["seed"]
+        config = PipelineConfig.for_task(  # task_file: a user's task, unknown to this process
+            task_name,
+            backbone=winner["backbone"],
+            method=winner["method"],
+            seed=winner["seed"],
+            task_file=winner.get("task_file"),
         )
         reference = {"path": winner["model_path"], "fingerprint": winner["model_fingerprint"]}
         version = register_model.fn(winner["run_id"], config, reference)

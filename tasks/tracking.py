@@ -55,6 +55,8 @@ def start_run(
         "orca.seed": str(config.seed),
         "orca.kind": "pipeline",
     }
+    if config.task_file is not None:  # so that another process can load the task again
+        tags["orca.task_file"] = config.task_file
     if parent_run_id is not None:
         tags["mlflow.parentRunId"] = parent_run_id
         tags["orca.benchmark_run"] = parent_run_id

@@ -76,6 +76,10 @@ def test_ingest_bench_and_compare_from_the_command_line(
     bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert bench["runs"] == 2 and bench["failures"] == []
     reports = tmp_path / "reports"
+    # compare in a fresh process would not know the task: it reloads it from the task file.
+    from orca.data.tasks import TASKS
+
+    TASKS.unregister("cli-task")
     assert main(["compare", "--benchmark-run", bench["benchmark_run_id"], "--reports-dir",
                  str(reports), "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -83,3 +87,4 @@ def test_ingest_bench_and_compare_from_the_command_line(
     assert {row["method"] for row in out["rows"]} == {"orca", "scratch"}
     assert all(set(row) == keys for row in out["rows"])
     assert (reports / "comparison.md").exists()
+    assert out["champions"]["cli-task"].startswith("orca-cli-task/")

@@ -90,9 +90,12 @@ def test_findings_need_their_methods():
 
 def test_results_file_wraps_the_report(tmp_path):
     report = tmp_path / "comparison.md"
-    report.write_text("# ORCA comparison\n\n| task | metric |\n")
+    report.write_text(
+        "# ORCA comparison\n- **date:** old\n- **benchmark run:** abc\n| task | metric |\n"
+    )
     out = write_results(tmp_path / "RESULTS.md", report, {"wall time": "12 s", "date": "today"})
     text = out.read_text()
     assert text.startswith("# ORCA on the embedded demo suite\n")
     assert "- **wall time:** 12 s" in text and "| task | metric |" in text
     assert "# ORCA comparison" not in text
+    assert "old" not in text and "- **benchmark run:** abc" in text  # context replaces date

@@ -40,6 +40,8 @@ def write_results(
     body = Path(comparison_markdown).read_text().splitlines()
     if body and body[0].startswith("# "):
         body = body[1:]
+    # The report lists its own context (machine, date, ...): keep only what `context` lacks.
+    body = [line for line in body if not any(line.startswith(f"- **{k}:**") for k in context)]
     lines = ["# ORCA on the embedded demo suite", ""]
     lines += [f"- **{key}:** {value}" for key, value in context.items()]
     lines += body
