@@ -46,8 +46,8 @@ def test_pipeline_config_resolves_task_defaults_and_overrides():
     config = PipelineConfig.for_task("gunpoint", overrides={"refine": {"lr": 1e-3}})
     assert config.backbone == "minilm-l6"
     assert config.refine.lr == 1e-3
-    assert config.align.epochs == 20  # the task's registered default
-    assert config.align_epochs == 20
+    assert config.align.epochs == 4  # the task's registered default (DEMO_ALIGN)
+    assert config.align_epochs == 4
     assert PipelineConfig.for_task("gunpoint", method="no-align").align_epochs == 0
     again = PipelineConfig.from_dict(config.to_dict())
     assert again == config
@@ -82,10 +82,10 @@ def test_pipeline_config_rejects_bad_names(kwargs, message):
 @pytest.mark.parametrize(
     ("method", "metric", "epochs", "mode", "pretrained"),
     [
-        ("orca", "otdd", 20, "full", True),
-        ("orca-mmd", "mmd", 20, "full", True),
-        ("orca-l2", "l2", 20, "full", True),
-        ("orca-cosine", "cosine", 20, "full", True),
+        ("orca", "otdd", 4, "full", True),
+        ("orca-mmd", "mmd", 4, "full", True),
+        ("orca-l2", "l2", 4, "full", True),
+        ("orca-cosine", "cosine", 4, "full", True),
         ("no-align", "otdd", 0, "full", True),
         ("fpt", "otdd", 0, "fpt", True),
         ("scratch", "otdd", 0, "full", False),
