@@ -15,7 +15,9 @@ before the computation (after imports and data), so "+MiB" is what the computati
 
 The reference runs only where both compute on identical points (no class above the
 per-class cap) and where its estimated memory fits under --ref-cap-gib; elsewhere the table
-says why it was skipped. Last, one embedder-learning epoch (train_embedder's loop: per target
+says why it was skipped. Ours holds at most two float32 (n, n) arrays at a time (cost and
+Sinkhorn kernel, about 3 GiB at n = 20k) and is skipped, with the reason, only above
+--ours-cap-gib. Last, one embedder-learning epoch (train_embedder's loop: per target
 class, embed, OTDD to the proxy, backward; one optimizer step) is timed with the OTDD object
 built once (cached source x source label distances and source self term, as in stage 2) and
 with one built per call (everything on the source recomputed), and the ratio printed.
@@ -147,6 +149,12 @@ def reference_otdd(xs, ys, xt, yt, inner: str, outer: str, max_iter: int, tol: f
     return cross - 0.5 * self_s - 0.5 * self_t
 
 
+def ours_memory_gib(n: int) -> float:
+    """Rough peak of ours: two float32 (n, n) arrays (cost and kernel), plus a margin for
+    the inner problems' batches (two float32 blocks of 2**25 entries)."""
+    return (2 * n * n * 4 + 2 * 2**25 * 4) / 2**30
+
+
 def reference_memory_gib(n: int) -> float:
     """Rough peak of the reference: a few float64 (n, n) arrays alive in POT's Sinkhorn
     (cost, kernel, plan, temporaries), with the 64-bit feature copies."""
@@ -261,6 +269,7 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="feature scale; costs grow as its square"
     )
     parser.add_argument("--ref-cap-gib", type=float, default=6.0, help="skip larger references")
+    parser.add_argument("--ours-cap-gib", type=float, default=16.0, help="skip larger of ours")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-epoch", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -301,6 +310,10 @@ def main() -> None:
             for inner in inners:
                 spec = {"n": n, "d": d, "inner": inner, "outer": args.outer, "cap": None}
                 spec["scale"] = args.scale
+                if ours_memory_gib(n) > args.ours_cap_gib:
+                    gib = ours_memory_gib(n)
+                    notes.append(f"n={n} d={d} {inner}: skipped (est. {gib:.0f} GiB > cap)")
+                    continue
                 ours = run_worker({**spec, "side": "ours"})
                 why_not = None
                 if args.no_reference:

@@ -7,7 +7,6 @@ import ot
 import pytest
 import torch
 
-import orca.otdd.distance as distance_module
 from orca.otdd import (
     LABEL_DISTANCES,
     OTDD,
@@ -20,6 +19,7 @@ from orca.otdd import (
     sinkhorn_potentials,
     squared_distances,
 )
+from orca.otdd.bures import GaussianInner
 
 KINDS = ("exact", "sinkhorn", "gaussian")
 # Tight solver settings so that Sinkhorn values are converged to well below the test tolerances.
@@ -178,18 +178,19 @@ def test_sinkhorn_label_distances_match_pot():
     assert ours == pytest.approx(float(pot), rel=1e-4)
 
 
-def frozen_label_distances(monkeypatch, target):
-    """Hold the target's label distances at `target` (they carry no gradient by design), so
-    that finite differences see the same function autograd differentiates."""
-    real = distance_module.label_distances
-    frozen = target.detach().clone()
+def frozen_label_distances(monkeypatch):
+    """Hold the target's label distances W_tt and W_st at their first values (they carry no
+    gradient by design), so that finite differences see the function autograd differentiates."""
+    for name in ("_label_distances_within", "_label_distances_between"):
+        real = getattr(OTDD, name)
+        first = []
 
-    def patched(xa, ya, xb, yb, *args, **kwargs):
-        xa = frozen if xa.shape == frozen.shape else xa
-        xb = frozen if xb.shape == frozen.shape else xb
-        return real(xa, ya, xb, yb, *args, **kwargs)
+        def frozen(self, *args, real=real, first=first):
+            if not first:
+                first.append(real(self, *args))
+            return first[0]
 
-    monkeypatch.setattr(distance_module, "label_distances", patched)
+        monkeypatch.setattr(OTDD, name, frozen)
 
 
 # 6. Gradient w.r.t. target features (feature term only) passes gradcheck.
@@ -197,7 +198,7 @@ def frozen_label_distances(monkeypatch, target):
 def test_otdd_gradcheck(outer, monkeypatch):
     xs, ys = labelled(6, 2, 2, seed=11)
     xt, yt = labelled(5, 2, 2, seed=12, shift=0.3)
-    frozen_label_distances(monkeypatch, xt)
+    frozen_label_distances(monkeypatch)
     config = OTDDConfig(inner="exact", outer=outer, sinkhorn_max_iter=100000, sinkhorn_tol=1e-13)
     distance = OTDD(xs, ys, config)
     target = xt.clone().requires_grad_(True)
@@ -208,20 +209,21 @@ def test_otdd_gradcheck(outer, monkeypatch):
 def test_source_label_distances_computed_once(monkeypatch):
     xs, ys = labelled(20, 2, 3, seed=13)
     xt, yt = labelled(12, 2, 2, seed=14)
-    real = distance_module.label_distances
     calls = []
+    for name in ("prepare", "within"):
+        real = getattr(GaussianInner, name)
 
-    def counting(xa, ya, xb, yb, *args, **kwargs):
-        calls.append((len(xa), len(xb)))
-        return real(xa, ya, xb, yb, *args, **kwargs)
+        def counting(self, side, *args, real=real, name=name):
+            calls.append((name, len(side)))
+            return real(self, side, *args)
 
-    monkeypatch.setattr(distance_module, "label_distances", counting)
+        monkeypatch.setattr(GaussianInner, name, counting)
     distance = OTDD(xs, ys, OTDDConfig(inner="gaussian"))
     cached = distance.source_label_distances.clone()
     first = distance(xt, yt)
     second = distance(xt * 1.1, yt)
-    assert calls.count((20, 20)) == 1
-    assert calls.count((20, 12)) == 2 and calls.count((12, 12)) == 2
+    assert calls.count(("prepare", 20)) == 1 and calls.count(("within", 20)) == 1
+    assert calls.count(("prepare", 12)) == 2 and calls.count(("within", 12)) == 2
     assert torch.equal(distance.source_label_distances, cached)
     assert first.item() != second.item()
 

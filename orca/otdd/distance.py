@@ -25,17 +25,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from orca.configbase import Config, check_choice, check_number
-from orca.otdd.label_distances import label_distances
-from orca.otdd.sinkhorn import sinkhorn_cost, squared_distances
+from orca.otdd import outer
+from orca.otdd.costs import Centred, add_label_costs, centred, distance_matrix
+from orca.otdd.grouping import Side
+from orca.otdd.inner import Blocks
+from orca.otdd.label_distances import inner_kind
+from orca.otdd.scratch import reserve, scratch_scope
+from orca.otdd.sinkhorn import squared_distances
+from orca.otdd.solver import with_gradient
 
 INNER_KINDS = ("exact", "sinkhorn", "gaussian")
 OUTER_KINDS = ("exact", "sinkhorn")
-_EMD_MAX_ITER = 100_000_000  # network-simplex pivots for the outer exact problem
 
 
 @dataclass(frozen=True)
@@ -101,101 +105,94 @@ def _subsample(
 def _augmented_cost(
     xa: Tensor, index_a: Tensor, xb: Tensor, index_b: Tensor, label_cost: Tensor, chunk: int
 ) -> Tensor:
-    """M (n, m) = ||xa_i - xb_j||^2 + label_cost[index_a_i, index_b_j], built `chunk` rows at a
-    time so that the temporaries stay (chunk, m). Without autograd, each block is written in
-    place into one preallocated M."""
+    """M (n, m) = ||xa_i - xb_j||^2 + label_cost[index_a_i, index_b_j] in the given row
+    orders, differentiable, built `chunk` rows at a time (for `OTDD.augmented_cost`)."""
     label_cost = label_cost.to(device=xa.device, dtype=xa.dtype)
     label_columns = label_cost[:, index_b]  # (C_a, m)
-    if torch.is_grad_enabled() and (xa.requires_grad or xb.requires_grad):
-        blocks = []
-        for start in range(0, len(xa), chunk):
-            rows = slice(start, start + chunk)
-            features = squared_distances(xa[rows], xb)  # (chunk, m)
-            blocks.append(features + label_columns[index_a[rows]])
-        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (n, m)
-    cost = xa.new_empty(len(xa), len(xb))  # (n, m)
+    blocks = []
     for start in range(0, len(xa), chunk):
         rows = slice(start, start + chunk)
-        block = squared_distances(xa[rows], xb)  # (chunk, m), non-negative
-        cost[rows] = block.add_(label_columns[index_a[rows]])
-    return cost
-
-
-def _exact_ot(cost: Tensor) -> Tensor:
-    """min_P <P, M> with uniform weights; the optimal plan is found by POT's network simplex and
-    held fixed, so the gradient with respect to M is P (exact where the plan is unique)."""
-    import ot  # imported on use: POT pulls in scikit-learn, seconds at startup
-
-    n, m = cost.shape
-    plan = ot.emd(
-        np.full(n, 1.0 / n),
-        np.full(m, 1.0 / m),
-        cost.detach().to("cpu", torch.float64).numpy(),
-        numItermax=_EMD_MAX_ITER,
-    )
-    return (torch.from_numpy(plan).to(device=cost.device, dtype=cost.dtype) * cost).sum()
+        blocks.append(squared_distances(xa[rows], xb) + label_columns[index_a[rows]])
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (n, m)
 
 
 class OTDD:
     """Holds a fixed (source) labelled dataset and computes OTDD to target datasets.
 
-    The source x source label distances W_ss, and with outer="sinkhorn" the source self term
-    OT_eps(s, s), are computed ONCE in __init__ and reused on every call (outer="exact" needs
-    neither). Each call computes W_st and W_tt, detached. The source keeps a seeded subset of
-    at most `config.max_samples` points; each target gets the same treatment per call.
-    Works on any device and floating dtype; the source follows the target's at call time.
+    Everything that depends on the source alone is computed ONCE, in __init__: its class
+    layout (points sorted by class, the per-class inner samples), the shifted source points
+    and their squared norms, the inner kind's per-class state (Sinkhorn self terms, or
+    Gaussian means, covariances and their square roots), and with outer="sinkhorn" the
+    source x source label distances W_ss and the self term OT_eps(s, s). A call computes
+    only what involves the target: the (n, m) and (m, m) distance matrices, from whose class
+    blocks the inner problems take their costs (no distances of their own), the label
+    distances W_st and W_tt, detached, and the outer problems.
+
+    The source keeps a seeded subset of at most `config.max_samples` points; each target gets
+    the same treatment per call. Works on any device and floating dtype; the source follows
+    the target's at call time. Memory: at most two (n, m)-sized buffers at a time (cost and
+    Sinkhorn kernel), plus the inner problems' batches.
     """
 
     def __init__(
         self, source_features: Tensor, source_labels: Tensor, config: OTDDConfig | None = None
     ) -> None:
-        self.config = config if config is not None else OTDDConfig()
+        self.config = cfg = config if config is not None else OTDDConfig()
         _check_labelled("source", source_features, source_labels)
-        xs, ys = _subsample(
-            source_features.detach(), source_labels, self.config.max_samples, self.config.seed
-        )
+        xs, ys = _subsample(source_features.detach(), source_labels, cfg.max_samples, cfg.seed)
         self._xs, self._ys = xs, ys
         self._source_index = torch.unique(ys, sorted=True, return_inverse=True)[1]  # (n,)
+        options: dict[str, Any] = {}
+        if cfg.inner == "sinkhorn":
+            options = {"epsilon": cfg.epsilon, "max_iter": cfg.sinkhorn_max_iter}
+            options["tol"] = cfg.sinkhorn_tol
+        self._inner = inner_kind(cfg.inner, **options)
+        self._source = self._side(xs, ys)
+        self._source_centred = centred(self._source.points)
+        self._moved: dict[tuple[torch.device, torch.dtype], tuple[Side, Centred]] = {}
         self.source_label_distances: Tensor | None = None  # W_ss (C_s, C_s)
         self._source_self_cost: float | None = None  # OT_eps(s, s)
-        if self.config.outer == "sinkhorn":
-            with torch.no_grad():
-                self.source_label_distances = self._label_distances(xs, ys, xs, ys)
-                cost = _augmented_cost(
-                    xs,
-                    self._source_index,
-                    xs,
-                    self._source_index,
-                    self.source_label_distances,
-                    self.config.chunk_size,
-                )
-                self._source_self_cost = float(self._entropic(cost, symmetric=True))
+        with torch.no_grad(), scratch_scope():
+            if cfg.outer == "exact":  # W_ss and OT_eps(s, s) are not needed
+                self._source_state = self._inner.prepare(self._source, None)
+                return
+            cost = distance_matrix(self._source_centred, None, cfg.chunk_size, "outer cost")
+            own = self._blocks(self._source, self._source, cost)
+            self._source_state = self._inner.prepare(self._source, own)
+            labels = self._inner.within(self._source, self._source_state, own)
+            self.source_label_distances = labels.to(device=xs.device, dtype=xs.dtype)
+            add_label_costs(cost, labels, self._source, self._source)
+            self._source_self_cost = float(self._entropic(cost, symmetric=True)[0])
 
-    def _label_distances(self, xa: Tensor, ya: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
-        cfg = self.config
-        opts: dict[str, Any] = {}
-        if cfg.inner == "sinkhorn":
-            opts = {"epsilon": cfg.epsilon, "max_iter": cfg.sinkhorn_max_iter}
-            opts["tol"] = cfg.sinkhorn_tol
-        return label_distances(
-            xa,
-            ya,
-            xb,
-            yb,
-            cfg.inner,
-            max_samples_per_class=cfg.max_samples_per_class,
-            seed=cfg.seed,
-            **opts,
-        ).distances
+    def _side(self, features: Tensor, labels: Tensor) -> Side:
+        cap = self.config.max_samples_per_class if self._inner.sample_based else None
+        return Side(features, labels, cap, self.config.seed)
 
-    def _entropic(self, cost: Tensor, symmetric: bool = False) -> Tensor:
+    def _blocks(self, a: Side, b: Side, distances: Tensor) -> Blocks | None:
+        return Blocks.of_layouts(a, b, distances) if self._inner.sample_based else None
+
+    def _source_like(self, target: Tensor) -> tuple[Side, Centred]:
+        """The source side and its shifted points, on the target's device and dtype (cached)."""
+        key = (target.device, target.dtype)
+        if key not in self._moved:
+            moved = Centred(
+                *(t.to(device=target.device, dtype=target.dtype) for t in self._source_centred)
+            )
+            self._moved[key] = (self._source.to(target.device, target.dtype), moved)
+        return self._moved[key]
+
+    def _label_distances_within(self, side: Side, state: Any, own: Blocks | None) -> Tensor:
+        """W_tt (C_t, C_t) of a target side."""
+        return self._inner.within(side, state, own)
+
+    def _label_distances_between(self, target: Side, state: Any, cross: Blocks | None) -> Tensor:
+        """W_st (C_s, C_t) between the source and a target side."""
+        return self._inner.between(self._source, self._source_state, target, state, cross)
+
+    def _entropic(self, cost: Tensor, symmetric: bool = False, points=None):
         cfg = self.config
-        return sinkhorn_cost(
-            cost,
-            epsilon=cfg.epsilon,
-            max_iter=cfg.sinkhorn_max_iter,
-            tol=cfg.sinkhorn_tol,
-            symmetric=symmetric,
+        return outer.entropic(
+            cost, cfg.epsilon, cfg.sinkhorn_max_iter, cfg.sinkhorn_tol, symmetric, points
         )
 
     def _check_target(self, target_features: Tensor, target_labels: Tensor) -> None:
@@ -207,16 +204,21 @@ class OTDD:
             )
 
     def augmented_cost(self, target_features: Tensor, target_labels: Tensor) -> Tensor:
-        """M (n, m) between the stored source points and ALL given target points (no target
-        subsampling here), in squared-distance units; differentiable w.r.t. target_features."""
+        """M (n, m) between the stored source points (in their stored order) and ALL given
+        target points (no target subsampling here, given order), in squared-distance units;
+        differentiable w.r.t. target_features."""
         self._check_target(target_features, target_labels)
+        target = self._side(target_features.detach(), target_labels)
+        source, _ = self._source_like(target_features)
+        with torch.no_grad():
+            state = self._inner.prepare(target, None)
+            cross = Blocks.of_samples(source, target) if self._inner.sample_based else None
+            labels = self._label_distances_between(target, state, cross)
         xs = self._xs.to(device=target_features.device, dtype=target_features.dtype)
-        ys = self._ys.to(target_labels.device)
-        label_cost = self._label_distances(xs, ys, target_features, target_labels)
         target_index = torch.unique(target_labels, sorted=True, return_inverse=True)[1]  # (m,)
         source_index = self._source_index.to(target_index.device)
         return _augmented_cost(
-            xs, source_index, target_features, target_index, label_cost, self.config.chunk_size
+            xs, source_index, target_features, target_index, labels, self.config.chunk_size
         )
 
     def __call__(self, target_features: Tensor, target_labels: Tensor) -> Tensor:
@@ -226,19 +228,54 @@ class OTDD:
         target_features through the feature term. Raises ValueError for malformed inputs.
         """
         self._check_target(target_features, target_labels)
-        xt, yt = _subsample(
-            target_features, target_labels, self.config.max_samples, self.config.seed
-        )
-        cost_st = self.augmented_cost(xt, yt)  # (n, m)
+        cfg = self.config
+        xt, yt = _subsample(target_features, target_labels, cfg.max_samples, cfg.seed)
+        target = self._side(xt, yt)  # target.points: xt reordered by class, with autograd
+        wants_gradient = torch.is_grad_enabled() and target.points.requires_grad
+        with torch.no_grad(), scratch_scope():
+            if cfg.outer == "sinkhorn":
+                size = len(target) * max(len(target), len(self._source))
+                reserve("outer cost", size, target.points)  # the (m, m) then the (n, m) cost
+                reserve("outer kernel", size, target.points)
+                state, value_t, gradient_t = self._target_self_term(target, wants_gradient)
+            else:
+                state = self._inner.prepare(target, None)
+            value, gradient = self._cross_term(target, state, wants_gradient)
+            if cfg.outer == "sinkhorn":
+                value = value - 0.5 * self._source_self_cost - 0.5 * value_t
+                if wants_gradient:
+                    gradient = gradient - 0.5 * gradient_t
+        value = value.to(device=xt.device, dtype=xt.dtype)
+        return with_gradient(target.points, value, gradient) if wants_gradient else value
+
+    def _target_self_term(self, target: Side, wants_gradient: bool):
+        """The target's inner state, OT_eps(t, t) (float64) and its gradient (or None)."""
+        target_centred = centred(target.points)
+        cost = distance_matrix(target_centred, None, self.config.chunk_size, "outer cost")
+        own = self._blocks(target, target, cost)
+        state = self._inner.prepare(target, own)
+        labels = self._label_distances_within(target, state, own)
+        del own
+        add_label_costs(cost, labels, target, target)
+        points = (target_centred.points, target_centred.points) if wants_gradient else None
+        value, gradient = self._entropic(cost, symmetric=True, points=points)
+        return state, value, gradient
+
+    def _cross_term(self, target: Side, state: Any, wants_gradient: bool):
+        """OT(s, t) of the augmented cost (float64) and its gradient w.r.t. the target points."""
+        source, source_centred = self._source_like(target.points)
+        chunk = self.config.chunk_size
+        cost = distance_matrix(source_centred, target.points, chunk, "outer cost")  # (n, m)
+        cross = self._blocks(source, target, cost)
+        labels = self._label_distances_between(target, state, cross)
+        del cross
+        add_label_costs(cost, labels, source, target)
+        points = None
+        if wants_gradient:
+            points = (source_centred.points, target.points.detach() - source_centred.shift)
         if self.config.outer == "exact":
-            return _exact_ot(cost_st)
-        label_tt = self._label_distances(xt, yt, xt, yt)  # (C_t, C_t)
-        target_index = torch.unique(yt, sorted=True, return_inverse=True)[1]  # (m,)
-        cost_tt = _augmented_cost(
-            xt, target_index, xt, target_index, label_tt, self.config.chunk_size
-        )  # (m, m)
-        cross = self._entropic(cost_st)
-        return cross - 0.5 * self._source_self_cost - 0.5 * self._entropic(cost_tt, symmetric=True)
+            return outer.exact(cost, points)
+        return self._entropic(cost, points=points)
 
 
 def otdd(
@@ -248,5 +285,7 @@ def otdd(
     target_labels: Tensor,
     config: OTDDConfig | None = None,
 ) -> Tensor:
-    """One-shot OTDD (squared) between two labelled datasets; see `OTDD`."""
-    return OTDD(source_features, source_labels, config)(target_features, target_labels)
+    """One-shot OTDD (squared) between two labelled datasets; see `OTDD`. The source's and
+    the target's computations share their scratch buffers (`orca.otdd.scratch`)."""
+    with scratch_scope():
+        return OTDD(source_features, source_labels, config)(target_features, target_labels)

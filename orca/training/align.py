@@ -144,13 +144,14 @@ def train_embedder(
         if target is not None and distances and distances[-1] <= target:
             stopped_early = True
             break
-        distances.append(run_epoch(ctx, True))
+        # Rounded as reported, so a target read off an earlier history stops at that epoch.
+        distances.append(float(np.round(run_epoch(ctx, True), 8)))
         if on_epoch is not None:
             on_epoch(epoch, distances[-1])
         scheduler.step()
     with torch.no_grad():
-        final = run_epoch(ctx, False)
+        final = float(np.round(run_epoch(ctx, False), 8))
     distances.append(final)
     if on_epoch is not None:
         on_epoch(len(distances) - 1, final)
-    return AlignHistory([float(np.round(d, 8)) for d in distances], stopped_early)
+    return AlignHistory(distances, stopped_early)
