@@ -21,7 +21,6 @@ from typing import Any
 from prefect import flow, runtime, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pipeline import pipeline
 from orca.benchmark_config import BenchmarkConfig
 from orca.pipeline_config import PipelineConfig
 from tasks import benchmark_tracking
@@ -38,6 +37,8 @@ from tasks.caching import pipeline_run_cache_policy
 def run_pipeline(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
     """One pipeline run, nested under the benchmark's MLflow run; models are not registered
     here (the compare flow registers each task's champion)."""
+    from flows.pipeline import pipeline  # imported here: resolves in a process-pool worker
+
     return pipeline(config, parent_run_id=parent_run_id, register_model=False)
 
 

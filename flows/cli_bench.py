@@ -7,7 +7,7 @@
     orca ablations [--task T] [--image-task T] [--seeds N] [--set S.K=V]... [--json]
     orca demo [--seeds N] [--methods M ...] [--workers N] [--threads N] [--json]
 
---workers runs that many pipeline runs at once (threads of the flow's task runner);
+--workers runs that many pipeline runs at once (worker processes, see flows/runners.py);
 --threads sets torch's threads per process (default: the cores divided among the workers,
 so that the runs do not oversubscribe the CPU).
 
@@ -110,14 +110,16 @@ def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
 
 def run_bench(config, workers: int, as_json: bool, threads: int | None = None) -> dict[str, Any]:
     import torch
-    from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.benchmark import benchmark
+    from flows.runners import benchmark_task_runner, shared_prefect_api
 
-    torch.set_num_threads(torch_threads(workers, threads))
+    threads = torch_threads(workers, threads)
+    torch.set_num_threads(threads)
     started = time.perf_counter()
-    flow = benchmark.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-    out = flow(config)
+    runner = benchmark_task_runner(workers, threads)
+    with shared_prefect_api():
+        out = benchmark.with_options(task_runner=runner)(config)
     summary = {
         "benchmark_run_id": out["benchmark_run_id"],
         "runs": len(out["results"]),

@@ -2,26 +2,145 @@
 
 Each stage is a cached task, so re-running recomputes only what changed. The flow opens an
 MLflow run, logs each stage's result to it, registers the model, and returns a summary.
+
+`run_stages` is the stage wiring (which task each stage calls, with which arguments and
+which earlier stages' references); the per-stage flows in flows/stage_flows.py share it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from prefect import flow, runtime
+from prefect import Task, flow, runtime
+from prefect.transactions import CommitMode, transaction
 
 from orca.pipeline_config import PipelineConfig
 from tasks import stages, tracking
 
 STAGE_NAMES = ("ingest", "proxy", "align", "refine", "evaluate")
 
+# The earlier stages whose references each stage takes as inputs.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "proxy": (),
+    "align": ("ingest", "proxy"),
+    "refine": ("ingest", "align"),
+    "evaluate": ("ingest", "refine"),
+}
 
-def _run_stage(run_id: str, name: str, stage_task, states: dict[str, str], **kwargs: Any):
-    state = stage_task(**kwargs, return_state=True)
-    states[name] = state.name
-    reference = state.result()  # raises the stage's error if it failed
-    tracking.log_stage(run_id, name, state.name, reference)
-    return reference
+
+def stages_through(stage: str) -> tuple[str, ...]:
+    """`stage` and every stage it needs, directly or not, in pipeline order."""
+    if stage not in STAGE_INPUTS:
+        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGE_NAMES)}")
+    needed, pending = set(), [stage]
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(STAGE_INPUTS[name])
+    return tuple(name for name in STAGE_NAMES if name in needed)
+
+
+def _ingest_call(config: PipelineConfig, references: dict[str, Any]):
+    return stages.ingest, {
+        "task_name": config.task,
+        "seed": config.split_seed,
+        "data_version": config.data_version,
+        "train_fraction": config.train_fraction,
+    }
+
+
+def _proxy_call(config: PipelineConfig, references: dict[str, Any]):
+    return stages.proxy_features, {"backbone": config.backbone, "config": config.proxy}
+
+
+def _align_call(config: PipelineConfig, references: dict[str, Any]):
+    return stages.align, {
+        "task_name": config.task,
+        "backbone": config.backbone,
+        "dataset": references["ingest"],
+        "proxy": references["proxy"],
+        "config": config.align,
+        "epochs": config.align_epochs,
+        "seed": config.seed,
+        "pretrained": config.pretrained_body,
+    }
+
+
+def _refine_call(config: PipelineConfig, references: dict[str, Any]):
+    return stages.refine, {
+        "task_name": config.task,
+        "backbone": config.backbone,
+        "dataset": references["ingest"],
+        "embedder": references["align"],
+        "config": config.refine,
+        "seed": config.seed,
+        "mode": config.refine_mode,
+        "pretrained": config.pretrained_body,
+    }
+
+
+def _evaluate_call(config: PipelineConfig, references: dict[str, Any]):
+    return stages.evaluate, {
+        "task_name": config.task,
+        "backbone": config.backbone,
+        "dataset": references["ingest"],
+        "model": references["refine"],
+        "seed": config.seed,
+    }
+
+
+# Stage name -> (config, references of the stages it needs) -> (its task, the arguments).
+STAGE_CALLS: dict[str, Callable[..., tuple[Task, dict[str, Any]]]] = {
+    "ingest": _ingest_call,
+    "proxy": _proxy_call,
+    "align": _align_call,
+    "refine": _refine_call,
+    "evaluate": _evaluate_call,
+}
+
+
+def stage_call(
+    config: PipelineConfig, stage: str, references: dict[str, Any]
+) -> tuple[Task, dict[str, Any]]:
+    """The task that runs `stage` for `config`, and its arguments; `references` holds the
+    results of the stages it needs (STAGE_INPUTS)."""
+    if stage not in STAGE_CALLS:
+        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGE_NAMES)}")
+    return STAGE_CALLS[stage](config, references)
+
+
+def run_stages(
+    config: PipelineConfig,
+    names: Iterable[str],
+    states: dict[str, str],
+    on_stage: Callable[[str, str, dict[str, Any]], None] | None = None,
+    refresh: str | None = None,
+) -> dict[str, Any]:
+    """Run the stages `names` in order; return their references by stage name.
+
+    Each stage's final state name goes into `states` as soon as it is known, then
+    `on_stage(name, state_name, reference)` is called. A failed stage raises its error.
+    `refresh` names one stage to recompute even if its cache record exists.
+    """
+    references: dict[str, Any] = {}
+    # EAGER: each stage's cache record is written, and its lock released, as soon as the
+    # stage ends. Inside an enclosing transaction (the benchmark's cached pipeline-run task)
+    # Prefect would otherwise defer both to the end of the whole run: other runs waiting for
+    # a shared stage would wait for that, and a later failure would roll the records back.
+    with transaction(commit_mode=CommitMode.EAGER):
+        for name in names:
+            stage_task, arguments = stage_call(config, name, references)
+            if name == refresh:
+                stage_task = stage_task.with_options(refresh_cache=True)
+            state = stage_task(**arguments, return_state=True)
+            states[name] = state.name
+            references[name] = state.result()  # raises the stage's error if it failed
+            if on_stage is not None:
+                on_stage(name, state.name, references[name])
+    return references
 
 
 @flow(name="orca-pipeline", validate_parameters=True)
@@ -36,64 +155,13 @@ def pipeline(
     flow_run_id = str(runtime.flow_run.id)
     run_id = tracking.start_run(config, flow_run_id, parent_run_id)
     states: dict[str, str] = {}
+
+    def log_stage(name: str, state_name: str, reference: dict[str, Any]) -> None:
+        tracking.log_stage(run_id, name, state_name, reference)
+
     try:
-        dataset = _run_stage(
-            run_id,
-            "ingest",
-            stages.ingest,
-            states,
-            task_name=config.task,
-            seed=config.split_seed,
-            data_version=config.data_version,
-            train_fraction=config.train_fraction,
-        )
-        proxy = _run_stage(
-            run_id,
-            "proxy",
-            stages.proxy_features,
-            states,
-            backbone=config.backbone,
-            config=config.proxy,
-        )
-        embedder = _run_stage(
-            run_id,
-            "align",
-            stages.align,
-            states,
-            task_name=config.task,
-            backbone=config.backbone,
-            dataset=dataset,
-            proxy=proxy,
-            config=config.align,
-            epochs=config.align_epochs,
-            seed=config.seed,
-            pretrained=config.pretrained_body,
-        )
-        model = _run_stage(
-            run_id,
-            "refine",
-            stages.refine,
-            states,
-            task_name=config.task,
-            backbone=config.backbone,
-            dataset=dataset,
-            embedder=embedder,
-            config=config.refine,
-            seed=config.seed,
-            mode=config.refine_mode,
-            pretrained=config.pretrained_body,
-        )
-        result = _run_stage(
-            run_id,
-            "evaluate",
-            stages.evaluate,
-            states,
-            task_name=config.task,
-            backbone=config.backbone,
-            dataset=dataset,
-            model=model,
-            seed=config.seed,
-        )
+        references = run_stages(config, STAGE_NAMES, states, on_stage=log_stage)
+        embedder, model, result = (references[name] for name in ("align", "refine", "evaluate"))
         version = tracking.register_model(run_id, config, model) if register_model else None
     except BaseException as error:
         tracking.finish_run(run_id, "FAILED", error=f"{type(error).__name__}: {error}")

@@ -101,6 +101,9 @@ class RefineConfig(Config):
     clip_norm: float | None = 1.0
     patience: int | None = None
     eval_batch_size: int = 64
+    # Seconds of training between per-epoch checkpoints (0: after every epoch). A crash loses
+    # at most about this much work; short runs are not slowed by writing the model each epoch.
+    checkpoint_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         check_number("refine.epochs", self.epochs, minimum=1, integer=True)
@@ -117,3 +120,4 @@ class RefineConfig(Config):
         if self.patience is not None:
             check_number("refine.patience", self.patience, minimum=1, integer=True)
         check_number("refine.eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
+        check_number("refine.checkpoint_interval_s", self.checkpoint_interval_s, minimum=0)

@@ -9,13 +9,13 @@ The key also names the stage's artifact directory. If a cached record exists but
 artifacts were deleted, the record is dropped so the stage recomputes instead of handing a
 dangling path downstream.
 
-`stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy with an in-process
-lock: when the benchmark flow runs several pipelines at once on threads (`--workers N`), the
-first run to reach a shared stage (a task's ingest, a body's proxy features) computes it
-while the others wait for its record and then read it as Cached, instead of computing the
-same thing side by side. The lock lives in memory, so a killed process never leaves a stale
-lock behind; separate processes (Dask or Ray workers, work-pool jobs) do not share it and
-may compute a shared stage twice, which is safe because every stage writes atomically.
+`stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy whose lock every
+process of the state directory shares (tasks.locks.StateLockManager): when the benchmark
+flow runs several pipelines at once (`--workers N`, worker processes), or two `orca bench`
+commands run together, the first run to reach a shared stage (a task's ingest, a body's
+proxy features) computes it while the others wait for its record and then read it as
+Cached, instead of computing the same thing side by side. A lock whose holder process died
+(SIGKILL) is broken by the next run that meets it.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
-from prefect.locking.memory import MemoryLockManager
 
 import orca
 from orca.configbase import Config
 from orca.fingerprint import fingerprint_json, fingerprint_sources
 from orca.state import StateDir
+from tasks.locks import StateLockManager
 
 CODE_VERSION = fingerprint_sources([Path(orca.__file__).parent, Path(__file__).parent])
 
@@ -80,9 +80,10 @@ def stage_cache_key(
 
 
 def stage_cache_policy(stage: str, writes_outputs: bool = True) -> CachePolicy:
-    """The Prefect cache policy of a stage task: stage_cache_key under an in-process lock."""
+    """The Prefect cache policy of a stage task: stage_cache_key under a lock that every
+    process of this state directory shares (tasks.locks)."""
     return CacheKeyFnPolicy(cache_key_fn=stage_cache_key(stage, writes_outputs)).configure(
-        isolation_level="SERIALIZABLE", lock_manager=MemoryLockManager()
+        isolation_level="SERIALIZABLE", lock_manager=StateLockManager()
     )
 
 
@@ -96,5 +97,5 @@ def pipeline_run_key(context: Any, parameters: dict[str, Any]) -> str:
 def pipeline_run_cache_policy() -> CachePolicy:
     """The benchmark flow's per-run cache policy, locked like the stages'."""
     return CacheKeyFnPolicy(cache_key_fn=pipeline_run_key).configure(
-        isolation_level="SERIALIZABLE", lock_manager=MemoryLockManager()
+        isolation_level="SERIALIZABLE", lock_manager=StateLockManager()
     )

@@ -133,6 +133,7 @@ def refine(
 @task(
     name="evaluate",
     cache_policy=stage_cache_policy("evaluate", writes_outputs=False),
+    tags=["gpu"],
     **STAGE_OPTIONS,
 )
 def evaluate(

@@ -27,7 +27,9 @@ from orca.stages.refine import checkpoints_for, refine
 from orca.training.finetune import fine_tune
 from orca.training.refine_modes import apply_refine_mode
 
-CONFIG = RefineConfig(epochs=4, batch_size=8, lr=3e-3, warmup_fraction=0.25)
+CONFIG = RefineConfig(
+    epochs=4, batch_size=8, lr=3e-3, warmup_fraction=0.25, checkpoint_interval_s=0
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -232,7 +234,7 @@ def _stage_inputs(tmp_path, bert_dir):
 def test_refine_stage_resumes_a_failed_attempt_and_cleans_up(tiny_bert_dir, tmp_path):
     dataset, embedder = _stage_inputs(tmp_path, tiny_bert_dir)
     out_dir = tmp_path / "refine-out"
-    config = RefineConfig(epochs=2, batch_size=8)
+    config = RefineConfig(epochs=2, batch_size=8, checkpoint_interval_s=0)
     args = ("gunpoint", str(tiny_bert_dir), dataset, embedder, config, out_dir, 0)
     with pytest.raises(Interrupt):
         refine(*args, on_epoch=_stop_after(0))
@@ -243,3 +245,15 @@ def test_refine_stage_resumes_a_failed_attempt_and_cleans_up(tiny_bert_dir, tmp_
     assert [record["epoch"] for record in reference["history"]] == [0, 1]
     assert Path(reference["path"]).is_file()
     assert not checkpoints_for(out_dir).exists()
+
+
+def test_checkpoints_wait_for_the_interval_and_any_interval_resumes(tiny_bert_dir, tmp_path):
+    """With a long interval no epoch is written; a checkpoint written with one interval is
+    continued under another (how often to save is not part of the run's setup)."""
+    directory = tmp_path / "ckpt"
+    _train(tiny_bert_dir, directory, config=CONFIG.replace(checkpoint_interval_s=3600))
+    assert not directory.exists() or not any(directory.iterdir())
+    with pytest.raises(Interrupt):
+        _train(tiny_bert_dir, directory, on_epoch=_stop_after(1))
+    _, resumed = _train(tiny_bert_dir, directory, config=CONFIG.replace(checkpoint_interval_s=5))
+    assert resumed.resumed_from_epoch == 1

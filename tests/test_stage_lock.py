@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import threading
 import time
 
@@ -9,6 +12,7 @@ from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.caching import stage_cache_policy
+from tasks.locks import StateLockManager
 
 CALLS: list[str] = []
 CALLS_LOCK = threading.Lock()
@@ -47,3 +51,40 @@ def test_a_different_key_is_not_blocked_and_is_computed(prefect_harness):
     outcomes = three_workers(5)
     assert len(CALLS) == 1
     assert all(result == {"value": 10} for _, result in outcomes)
+
+
+def _hold_lock_then_die(state_root: str, key: str, ready) -> None:
+    """In a child process: take the lock and exit without releasing it (like a SIGKILL)."""
+    os.environ["ORCA_HOME"] = state_root
+    from tasks.locks import StateLockManager
+
+    StateLockManager().acquire_lock(key, holder="child")
+    ready.set()
+    os._exit(0)
+
+
+def test_a_lock_of_a_dead_process_is_broken(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORCA_HOME", str(tmp_path))
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    child = context.Process(target=_hold_lock_then_die, args=(str(tmp_path), "k", ready))
+    child.start()
+    child.join(60)
+    assert ready.is_set() and child.exitcode == 0
+    lock_file = tmp_path / "locks" / "k.lock"
+    assert json.loads(lock_file.read_text())["pid"] == child.pid  # left behind
+    manager = StateLockManager()
+    assert not manager.is_locked("k")  # its holder is gone: broken
+    assert not lock_file.exists()
+    assert manager.acquire_lock("k", holder="me", acquire_timeout=1)
+
+
+def test_a_lock_held_by_a_live_process_blocks_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORCA_HOME", str(tmp_path))
+    first, second = StateLockManager(), StateLockManager()
+    assert first.acquire_lock("k", holder="a")
+    assert second.is_locked("k")
+    assert not second.acquire_lock("k", holder="b", acquire_timeout=0.3)
+    first.release_lock("k", holder="a")
+    assert second.acquire_lock("k", holder="b", acquire_timeout=1)
+    assert (tmp_path / "locks" / "k.lock").is_file()  # under the active state directory

@@ -7,6 +7,7 @@ never seen here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,9 +93,11 @@ def fine_tune(
 ) -> FineTuneResult:
     """Train for `config.epochs` epochs (fewer with patience); keep the best validation state.
 
-    With `checkpoint_dir`, the loop's whole state is saved there at the end of every epoch
-    (orca.training.trainer_state), after best-epoch selection and before `on_epoch` sees that
-    epoch, so whatever `on_epoch` does (or however it dies) that epoch is already durable. A
+    With `checkpoint_dir`, the loop's whole state is saved there at the end of an epoch
+    (orca.training.trainer_state) once `config.checkpoint_interval_s` seconds have passed
+    since the loop started or last saved (0: every epoch), after best-epoch selection and
+    before `on_epoch` sees that epoch, so whatever `on_epoch` does (or however it dies) that
+    epoch is already durable. A
     later call with the same setup resumes after the newest checkpoint and, on CPU, ends bit
     for bit where an uninterrupted run would have; `on_epoch` is called only for the epochs
     this call runs. A checkpoint from a different setup raises CheckpointError.
@@ -125,8 +128,11 @@ def fine_tune(
     loop = LoopState()
     checkpoints = None
     if checkpoint_dir is not None:
+        # How often to save does not change the training: a checkpoint written with another
+        # interval is continued as well.
+        setup = {k: v for k, v in config.to_dict().items() if k != "checkpoint_interval_s"}
         fingerprint = run_fingerprint(
-            config.to_dict(),
+            setup,
             seed=seed,
             parameters=trainable,
             sizes={"train": len(x_train), "validation": len(x_val)},
@@ -136,6 +142,7 @@ def fine_tune(
     resumed_from = len(loop.history) - 1 if loop.history else None
     accumulation = config.accumulation_steps
     best_buffers: dict[str, torch.Tensor] | None = None  # CPU tensors this call owns
+    last_saved = time.monotonic()
     for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
@@ -179,8 +186,11 @@ def fine_tune(
         else:
             loop.stale_epochs += 1
         loop.stopped = config.patience is not None and loop.stale_epochs >= config.patience
-        if checkpoints is not None:
+        if checkpoints is not None and (
+            time.monotonic() - last_saved >= config.checkpoint_interval_s
+        ):
             checkpoints.save(loop, model, optimizer, scheduler, generator)
+            last_saved = time.monotonic()
         if on_epoch is not None:
             on_epoch(record)
         if loop.stopped:
