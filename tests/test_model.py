@@ -110,3 +110,21 @@ def test_orca_model_stages_and_copied_embedding_layers(tiny_bert_dir):
     torch.testing.assert_close(model(x), logits)
     again = create_model(spec, str(tiny_bert_dir), seed=0)
     assert torch.equal(again.embedder.projection.weight, model.embedder.projection.weight)
+
+
+def test_an_orca_model_leaves_out_the_bodys_token_table(tiny_bert_dir):
+    """The embedder makes the tokens, so the body's word embeddings are not part of the
+    model: not in its state dict (checkpoints, saved models), and a standalone body's
+    input embedding is unaffected."""
+    standalone = load_text_body(str(tiny_bert_dir))
+    assert "model.embeddings.word_embeddings.weight" in standalone.state_dict()
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    keys = model.state_dict().keys()
+    assert not any("word_embeddings" in key for key in keys)
+    assert "body.model.embeddings.position_embeddings.weight" in keys
+    out = model(torch.randn(2, 1, 150))
+    assert out.shape == (2, 2) and torch.isfinite(out).all()
+    with pytest.raises(RuntimeError, match="token table was released"):
+        model.body.input_embeddings(torch.zeros(1, 4, dtype=torch.long))
+    tokens = standalone.input_embeddings(torch.zeros(1, 4, dtype=torch.long))
+    assert tokens.shape == (1, 4, standalone.hidden_size)

@@ -44,7 +44,8 @@ def create_model(
     """Build the model for a TaskSpec around a named body.
 
     The embedder and predictor are initialised from `seed`, so that the align, refine and
-    evaluate stages rebuild the same architecture and then load their saved weights.
+    evaluate stages rebuild the same architecture and then load their saved weights. A text
+    body's token table is released: the embedder replaces it.
     """
     body = body if body is not None else load_body(backbone, pretrained=pretrained)
     embedder_name = f"{body.kind}/{task.modality}"
@@ -62,4 +63,7 @@ def create_model(
         )
     finally:
         torch.random.set_rng_state(generator_state)
+    release = getattr(body, "release_token_table", None)  # text bodies: their tokens are ours
+    if release is not None:
+        release()
     return OrcaModel(embedder, body, predictor)

@@ -106,7 +106,19 @@ class TextBody(nn.Module):
 
     def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The body's own input embedding (tokens + positions + norm): (B, T) -> (B, T, D)."""
+        if getattr(self.model.embeddings, "word_embeddings", None) is None:
+            raise RuntimeError(
+                f"body {self.source!r}: its token table was released (release_token_table, "
+                "done by create_model); load the body again for its input embeddings"
+            )
         return self.model.embeddings(input_ids=input_ids)
+
+    def release_token_table(self) -> None:
+        """Drop the word-embedding table. In an OrcaModel the embedder makes the tokens, so
+        the table (30522 x 384 floats, 47 MB, for MiniLM; 154 MB for RoBERTa-base) would
+        only be copied, checkpointed and saved with every model."""
+        if hasattr(self.model.embeddings, "word_embeddings"):
+            self.model.embeddings.word_embeddings = None
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Run the encoder layers on already-embedded tokens: (B, T, D) -> (B, T, D)."""
