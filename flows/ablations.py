@@ -16,7 +16,7 @@ from orca.ablation_config import AblationConfig
 from orca.atomic import atomic_path
 from orca.model.bodies import BodyWeightsError, load_body
 from orca.reporting import ablations as sections
-from tasks import benchmark_tracking
+from tasks import benchmark_tracking, storage
 
 
 @task(name="check-vision-weights", persist_result=False, cache_policy=None)
@@ -36,6 +36,7 @@ def _results(configs, parent: str) -> list[dict[str, Any]]:
 
 @flow(name="orca-ablations", validate_parameters=True, task_runner=ThreadPoolTaskRunner(1))
 def ablations(config: AblationConfig, reports_dir: str = "reports") -> dict[str, Any]:
+    storage.ensure_result_storage()  # the cache records' storage, where it is a URL
     parent = benchmark_tracking.start_parent_run(
         "ablation", config.task, str(runtime.flow_run.id), config.to_dict()
     )

@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from orca.benchmark_config import BenchmarkConfig
 from orca.pipeline_config import PipelineConfig
-from tasks import benchmark_tracking
+from tasks import benchmark_tracking, storage
 from tasks.caching import pipeline_run_cache_policy
 
 
@@ -31,6 +31,7 @@ from tasks.caching import pipeline_run_cache_policy
     name="pipeline-run",
     cache_policy=pipeline_run_cache_policy(),
     persist_result=True,
+    result_storage=storage.result_storage(),
     result_serializer="json",
     cache_expiration=None,
 )
@@ -65,6 +66,7 @@ def _label(config: PipelineConfig) -> str:
 )
 def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     """Run every task x method x seed of `config`; return the results and the failures."""
+    storage.ensure_result_storage()  # the cache records' storage, where it is a URL
     runs = config.runs()
     parent = benchmark_tracking.start_parent_run(
         "benchmark",

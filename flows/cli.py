@@ -4,6 +4,7 @@
              [--set S.K=V]... [--json]
     orca ingest [TASK] [--task-file F] [--data-dir D]
     orca tasks [--json]
+    orca retry FLOW_RUN_ID [--json]              (see flows/cli_retry.py)
     orca bench / compare / ablations / demo      (see flows/cli_bench.py)
     orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer KIND] [--maxsamples N] [--json]
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows import cli_bench
+from flows import cli_bench, cli_retry
 from orca.methods import METHODS
 from orca.state import activate
 
@@ -54,6 +55,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orca", description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", help="state directory (default: $ORCA_HOME or ./.orca)")
+    parser.add_argument(
+        "--result-storage",
+        help="where cache records go: a path or an fsspec URL such as s3://bucket/prefix "
+        "(default: $ORCA_RESULT_STORAGE, else the state directory's results/)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the five-stage pipeline on one task")
@@ -72,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--json", action="store_true")
 
     cli_bench.add_parsers(commands, _add_overrides)
+    cli_retry.add_parser(commands)
 
     _add_otdd_parser(commands)
     return parser
@@ -153,10 +160,13 @@ def _ingest(config, as_json: bool) -> None:
 
 
 def _run_pipeline(config, as_json: bool) -> dict[str, Any]:
+    from flows.cli_progress import progress_bar
     from flows.pipeline import pipeline
 
     started = time.perf_counter()
-    result = pipeline(config)
+    with progress_bar(enabled=not as_json):
+        state = pipeline(config, return_state=True)
+    result = cli_retry.result_or_exit(state)
     result["wall_seconds"] = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(result))
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "otdd":
         return _otdd(args)
     try:
-        activate(args.state_dir)
+        activate(args.state_dir, args.result_storage)
         command = COMMANDS[args.command]
         prepared = command.prepare(args)
     except (ValueError, FileNotFoundError) as error:
@@ -279,9 +289,7 @@ COMMANDS = {
     "tasks": Command(lambda args: None, lambda args, _: _list_tasks(args.json)),
     "bench": Command(
         _bench_config,
-        lambda args, config: cli_bench.run_bench(
-            config, args.workers, args.json, threads=args.threads
-        ),
+        lambda args, config: cli_bench.run_bench(config, cli_bench.runner_options(args), args.json),
     ),
     "compare": Command(
         lambda args: None,
@@ -292,6 +300,7 @@ COMMANDS = {
         lambda args, overrides: cli_bench.run_ablations(args, overrides),
     ),
     "demo": Command(_demo_config, cli_bench.run_demo),
+    "retry": Command(cli_retry.prepare, cli_retry.run),
 }
 
 if __name__ == "__main__":

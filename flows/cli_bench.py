@@ -2,14 +2,16 @@
 
     orca bench (--suite NAME | --tasks T ... | --task-file F ...) [--methods M ...]
                [--seeds N] [--backbone B] [--set S.K=V]... [--workers N] [--threads N]
-               [--json]
+               [--runner local|dask] [--dask-address ADDRESS] [--json]
     orca compare [--benchmark-run ID] [--reports-dir DIR] [--json]
     orca ablations [--task T] [--image-task T] [--seeds N] [--set S.K=V]... [--json]
-    orca demo [--seeds N] [--methods M ...] [--workers N] [--threads N] [--json]
+    orca demo [--seeds N] [--methods M ...] [--workers N] [--threads N] [--runner R] [--json]
 
 --workers runs that many pipeline runs at once (worker processes, see flows/runners.py);
 --threads sets torch's threads per process (default: the cores divided among the workers,
-so that the runs do not oversubscribe the CPU).
+so that the runs do not oversubscribe the CPU). --runner picks where the runs go (default
+`local`: this process, or worker processes; `dask`: a Dask LocalCluster of --workers
+processes, or the scheduler at --dask-address / $ORCA_DASK_ADDRESS); see flows/runners.py.
 
 With --json the last stdout line is one JSON object; for compare it has a `rows` list.
 """
@@ -22,6 +24,7 @@ import os
 import time
 from typing import Any
 
+from flows.runners import TASK_RUNNERS, RunnerOptions
 from orca.suites import SUITES
 
 DEMO_SUITE = "demo"
@@ -32,6 +35,7 @@ DEMO_METHODS = ("orca", "no-align", "fpt", "scratch")
 # Two runs at once: on a 2-core laptop that keeps both cores busy through the single-threaded
 # parts of each run (Python, data loading, logging) at one torch thread each.
 DEMO_WORKERS = 2
+DASK_ADDRESS_ENV = "ORCA_DASK_ADDRESS"
 
 
 def _add_parallelism(parser, workers: int) -> None:
@@ -41,14 +45,37 @@ def _add_parallelism(parser, workers: int) -> None:
     parser.add_argument(
         "--threads", type=int, help="torch threads (default: CPU cores / workers, at least 1)"
     )
+    parser.add_argument(
+        "--runner",
+        default="local",
+        help=f"where the runs go: {', '.join(TASK_RUNNERS.names())} (default local)",
+    )
+    parser.add_argument(
+        "--dask-address",
+        default=os.environ.get(DASK_ADDRESS_ENV),
+        help=f"an existing Dask scheduler for --runner dask (default ${DASK_ADDRESS_ENV}; "
+        "unset: a local cluster of --workers processes)",
+    )
 
 
-def check_parallelism(args: argparse.Namespace) -> None:
-    """--workers and --threads must be positive integers."""
+def check_parallelism(args: argparse.Namespace) -> RunnerOptions:
+    """--workers and --threads must be positive integers, --runner a registered runner;
+    returns the runner options they make."""
     for name in ("workers", "threads"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be an integer >= 1, got {value}")
+    return runner_options(args)
+
+
+def runner_options(args: argparse.Namespace) -> RunnerOptions:
+    """The validated RunnerOptions of --runner, --workers, --threads and --dask-address."""
+    return RunnerOptions(
+        runner=args.runner,
+        workers=args.workers,
+        threads=torch_threads(args.workers, args.threads),
+        dask_address=args.dask_address if args.runner == "dask" else None,
+    )
 
 
 def torch_threads(workers: int, threads: int | None) -> int:
@@ -108,18 +135,17 @@ def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
     )
 
 
-def run_bench(config, workers: int, as_json: bool, threads: int | None = None) -> dict[str, Any]:
+def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
+    """The benchmark flow on the task runner `runner` names (flows/runners.py)."""
     import torch
 
     from flows.benchmark import benchmark
-    from flows.runners import benchmark_task_runner, shared_prefect_api
+    from flows.runners import open_task_runner, shared_prefect_api
 
-    threads = torch_threads(workers, threads)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(runner.threads)
     started = time.perf_counter()
-    runner = benchmark_task_runner(workers, threads)
-    with shared_prefect_api():
-        out = benchmark.with_options(task_runner=runner)(config)
+    with shared_prefect_api(), open_task_runner(runner) as task_runner:
+        out = benchmark.with_options(task_runner=task_runner)(config)
     summary = {
         "benchmark_run_id": out["benchmark_run_id"],
         "runs": len(out["results"]),
@@ -173,12 +199,13 @@ def run_demo(args: argparse.Namespace, config) -> dict[str, Any]:
     from orca.reporting.results import machine_description, write_results
 
     started = time.perf_counter()
-    bench = run_bench(config, args.workers, as_json=False, threads=args.threads)
+    bench = run_bench(config, runner_options(args), as_json=False)
     out = run_compare(bench["benchmark_run_id"], args.reports_dir, args.json, quiet=True)
     wall = time.perf_counter() - started
     methods = " ".join(config.methods)
     context = {
-        "command": f"orca demo --seeds {config.seeds} --methods {methods} --workers {args.workers}",
+        "command": f"orca demo --seeds {config.seeds} --methods {methods} --workers {args.workers}"
+        + ("" if args.runner == "local" else f" --runner {args.runner}"),
         "machine": f"{machine_description()}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch thread(s) per run, {args.workers} run(s) at once",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -16,7 +16,7 @@ from prefect import Task, flow, runtime
 from prefect.transactions import CommitMode, transaction
 
 from orca.pipeline_config import PipelineConfig
-from tasks import stages, tracking
+from tasks import progress, stages, storage, tracking
 
 STAGE_NAMES = ("ingest", "proxy", "align", "refine", "evaluate")
 
@@ -121,10 +121,12 @@ def run_stages(
 ) -> dict[str, Any]:
     """Run the stages `names` in order; return their references by stage name.
 
-    Each stage's final state name goes into `states` as soon as it is known, then
+    Each stage's final state name goes into `states` as soon as it is known (and to this
+    process's progress listeners, tasks/progress.py), then
     `on_stage(name, state_name, reference)` is called. A failed stage raises its error.
     `refresh` names one stage to recompute even if its cache record exists.
     """
+    storage.ensure_result_storage()  # the cache records' storage, where it is a URL
     references: dict[str, Any] = {}
     # EAGER: each stage's cache record is written, and its lock released, as soon as the
     # stage ends. Inside an enclosing transaction (the benchmark's cached pipeline-run task)
@@ -137,6 +139,7 @@ def run_stages(
                 stage_task = stage_task.with_options(refresh_cache=True)
             state = stage_task(**arguments, return_state=True)
             states[name] = state.name
+            progress.stage_ended(name, state.name)
             references[name] = state.result()  # raises the stage's error if it failed
             if on_stage is not None:
                 on_stage(name, state.name, references[name])

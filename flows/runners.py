@@ -1,9 +1,17 @@
 """Task runners for the benchmark fan-out, and the one Prefect API their processes share.
 
-One worker runs the pipelines in the flow's own process, one after another. Several workers
-are separate processes (Prefect's ProcessPoolTaskRunner): the body's forward and backward
-passes on small batches are many short torch calls, and threads of one process take turns
-at the GIL for each of them, so two threads train two small models no faster than one.
+Runners are chosen by name (`orca bench --runner NAME`) from TASK_RUNNERS; each entry opens
+a Prefect task runner for the duration of one benchmark and closes what it started:
+
+- `local` (the default): one worker runs the pipelines in the flow's own process, one after
+  another; several workers are separate processes (Prefect's ProcessPoolTaskRunner). The
+  body's forward and backward passes on small batches are many short torch calls, and
+  threads of one process take turns at the GIL for each of them, so two threads train two
+  small models no faster than one.
+- `dask`: the runs go to a Dask cluster (prefect-dask's DaskTaskRunner): a LocalCluster of
+  `workers` processes, or the scheduler at `dask_address`. Each Dask worker is given orca's
+  environment (the state directory, MLflow's tracking URI, the result storage, the Prefect
+  API) by a worker plugin, so a worker started elsewhere by hand writes where the flow reads.
 
 Worker processes must talk to the same Prefect API as the flow. With no PREFECT_API_URL
 set, Prefect's ephemeral mode starts a temporary local server per process, so
@@ -14,9 +22,67 @@ directory (tasks.locks).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from orca.configbase import Config, check_choice, check_number
+from orca.registry import Registry
+from orca.state import RESULT_STORAGE_ENV, StateDir
+
+# Variables a worker process needs besides the state directory's own environment.
+WORKER_VARIABLES = (RESULT_STORAGE_ENV, "ORCA_DATA_DIR", "HF_HUB_OFFLINE", "PREFECT_API_URL")
+
+
+@dataclass(frozen=True)
+class RunnerOptions(Config):
+    """How a benchmark's runs are spread: `runner` (a TASK_RUNNERS name), `workers` runs at
+    once, `threads` torch threads per run, and for `dask` an existing scheduler's address
+    (None: a LocalCluster of `workers` processes, closed when the benchmark ends)."""
+
+    runner: str = "local"
+    workers: int = 1
+    threads: int = 1
+    dask_address: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("runner", self.runner, TASK_RUNNERS.names())
+        check_number("workers", self.workers, minimum=1, integer=True)
+        check_number("threads", self.threads, minimum=1, integer=True)
+        if self.dask_address is not None and self.runner != "dask":
+            raise ValueError(
+                f"dask_address={self.dask_address!r} needs runner='dask', got {self.runner!r}"
+            )
+        TASK_RUNNERS.get(self.runner).check_installed(self.runner)
+
+
+@dataclass(frozen=True)
+class TaskRunnerSpec:
+    """A registered runner: `open(options)` is a context manager yielding the Prefect task
+    runner for one benchmark; `requires` names a module that must be importable, from the
+    package extra `extra`."""
+
+    open: Callable[[RunnerOptions], AbstractContextManager[Any]]
+    requires: str | None = None
+    extra: str | None = None
+
+    def check_installed(self, name: str) -> None:
+        if self.requires is not None and importlib.util.find_spec(self.requires) is None:
+            raise ValueError(
+                f"runner={name!r} needs {self.requires}, which is not installed; "
+                f"install it with: pip install 'orca-xmodal[{self.extra}]'"
+            )
+
+
+TASK_RUNNERS: Registry[TaskRunnerSpec] = Registry("task runner")
+
+
+def open_task_runner(options: RunnerOptions) -> AbstractContextManager[Any]:
+    """The task runner that `options` names, as a context manager over its lifetime."""
+    return TASK_RUNNERS.get(options.runner).open(options)
 
 
 def set_torch_threads(threads: int) -> None:
@@ -26,15 +92,39 @@ def set_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def benchmark_task_runner(workers: int, threads: int) -> Any:
-    """The task runner for `workers` concurrent pipeline runs of `threads` torch threads."""
+@contextmanager
+def local_task_runner(options: RunnerOptions) -> Iterator[Any]:
+    """The flow's own process for one worker, else a pool of worker processes."""
     from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-    if workers == 1:
-        return ThreadPoolTaskRunner(max_workers=1)
-    return ProcessPoolTaskRunner(
-        max_workers=workers, initializer=set_torch_threads, initargs=(threads,)
+    if options.workers == 1:
+        yield ThreadPoolTaskRunner(max_workers=1)
+        return
+    yield ProcessPoolTaskRunner(
+        max_workers=options.workers, initializer=set_torch_threads, initargs=(options.threads,)
     )
+
+
+def dask_task_runner(options: RunnerOptions) -> AbstractContextManager[Any]:
+    """A Dask cluster's workers (flows/dask_cluster.py; imported only when chosen)."""
+    from flows.dask_cluster import dask_task_runner as open_dask
+
+    return open_dask(options)
+
+
+TASK_RUNNERS.register("local", TaskRunnerSpec(local_task_runner))
+TASK_RUNNERS.register("dask", TaskRunnerSpec(dask_task_runner, "prefect_dask", "dask"))
+
+
+def worker_environment() -> dict[str, str]:
+    """orca's environment as this process sees it, for a worker process to adopt."""
+    from prefect.settings import PREFECT_API_URL
+
+    names = (*StateDir.from_env().environment(), *WORKER_VARIABLES)
+    environment = {name: os.environ[name] for name in names if name in os.environ}
+    if PREFECT_API_URL.value():  # shared_prefect_api sets it as a setting, not a variable
+        environment["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    return environment
 
 
 @contextmanager

@@ -104,6 +104,9 @@ class RefineConfig(Config):
     # Seconds of training between per-epoch checkpoints (0: after every epoch). A crash loses
     # at most about this much work; short runs are not slowed by writing the model each epoch.
     checkpoint_interval_s: float = 60.0
+    # Data-parallel training processes (torchrun, one per GPU or CPU share; see
+    # orca/stages/refine_distributed.py). 1: train in the stage's own process.
+    processes: int = 1
 
     def __post_init__(self) -> None:
         check_number("refine.epochs", self.epochs, minimum=1, integer=True)
@@ -121,3 +124,4 @@ class RefineConfig(Config):
             check_number("refine.patience", self.patience, minimum=1, integer=True)
         check_number("refine.eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
         check_number("refine.checkpoint_interval_s", self.checkpoint_interval_s, minimum=0)
+        check_number("refine.processes", self.processes, minimum=1, integer=True)

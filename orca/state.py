@@ -9,6 +9,12 @@ Layout under the state root (default `./.orca`, overridable with ORCA_HOME):
     mlflow.db    MLflow tracking store (SQLite)
     mlartifacts/ MLflow artifact store
     downloads/   third-party data caches (e.g. aeon's), instead of the home directory
+
+The cache records of the stage and pipeline-run tasks can live elsewhere: ORCA_RESULT_STORAGE
+(or `orca --result-storage`) is a local directory or an fsspec URL (`file:///shared/results`,
+`s3://bucket/prefix` with s3fs installed, `gcs://bucket/prefix` with gcsfs). Only those
+records (small JSON references) move; stage artifacts stay under the state root, and
+Prefect's other results stay in results/. tasks/storage.py applies it.
 """
 
 from __future__ import annotations
@@ -16,8 +22,54 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 STATE_ENV_VAR = "ORCA_HOME"
+RESULT_STORAGE_ENV = "ORCA_RESULT_STORAGE"
+
+
+def is_url(location: str) -> bool:
+    """True for an fsspec URL (`scheme://...`); False for a local path."""
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and len(scheme) > 1 and scheme.replace("+", "").isalnum()
+
+
+def local_path(location: str) -> Path | None:
+    """The absolute local path that `location` (a path or a `file://` URL) names; None for
+    a URL of another filesystem."""
+    if not is_url(location):
+        return Path(location).expanduser().resolve()
+    url = urlsplit(location)
+    if url.scheme != "file":
+        return None
+    if url.netloc not in ("", "localhost"):
+        raise ValueError(f"result storage {location!r}: a file:// URL names no host")
+    return Path(url.path).resolve()
+
+
+def check_result_storage(location: str) -> str:
+    """Validate a result storage location: a local path or `file://` URL (returned as an
+    absolute path), or a URL whose fsspec protocol is known and installed (returned as
+    given). Raises ValueError naming the protocol and the package that provides it."""
+    if not location:
+        raise ValueError(f"{RESULT_STORAGE_ENV} is empty; expected a local path or a URL")
+    path = local_path(location)
+    if path is not None:
+        return str(path)
+    import fsspec
+
+    protocol = location.partition("://")[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as error:  # unknown, or its package is not installed
+        raise ValueError(f"result storage {location!r}: {error}") from error
+    if protocol == "memory":
+        raise ValueError(
+            f"result storage {location!r}: memory:// is private to one process, so worker "
+            "processes and later commands would not see the records; use a path or a "
+            "shared URL"
+        )
+    return location
 
 
 @dataclass(frozen=True)
@@ -80,14 +132,21 @@ class StateDir:
         }
 
 
-def activate(root: str | os.PathLike[str] | None = None) -> StateDir:
+def activate(
+    root: str | os.PathLike[str] | None = None, result_storage: str | None = None
+) -> StateDir:
     """Create the state directory and export its environment into this process.
 
     Values the user already set explicitly (e.g. PREFECT_API_URL, MLFLOW_TRACKING_URI) win,
-    so that a deployment can point at shared servers.
+    so that a deployment can point at shared servers. `result_storage` (or an existing
+    ORCA_RESULT_STORAGE) is checked and exported as ORCA_RESULT_STORAGE: where the cached
+    tasks keep their records (tasks/storage.py); it must be set before they are imported.
     """
     if root is not None:
         os.environ[STATE_ENV_VAR] = str(Path(root).expanduser().resolve())
+    result_storage = result_storage or os.environ.get(RESULT_STORAGE_ENV)
+    if result_storage is not None:
+        os.environ[RESULT_STORAGE_ENV] = check_result_storage(result_storage)
     state = StateDir.from_env().create()
     for key, value in state.environment().items():
         if key == STATE_ENV_VAR:

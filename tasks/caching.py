@@ -7,7 +7,8 @@ misses changes in the library it calls.
 
 The key also names the stage's artifact directory. If a cached record exists but its
 artifacts were deleted, the record is dropped so the stage recomputes instead of handing a
-dangling path downstream.
+dangling path downstream; the record is looked for in the task's own result storage, a
+local path or an fsspec URL (tasks/storage.py).
 
 `stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy whose lock every
 process of the state directory shares (tasks.locks.StateLockManager): when the benchmark
@@ -21,18 +22,19 @@ Cached, instead of computing the same thing side by side. A lock whose holder pr
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
+from prefect.results import get_default_result_storage
 
 import orca
 from orca.configbase import Config
 from orca.fingerprint import fingerprint_json, fingerprint_sources
 from orca.state import StateDir
 from tasks.locks import StateLockManager
+from tasks.storage import drop_record
 
 CODE_VERSION = fingerprint_sources([Path(orca.__file__).parent, Path(__file__).parent])
 
@@ -57,9 +59,12 @@ def stage_dir(stage: str, parameters: dict[str, Any]) -> Path:
     return StateDir.from_env().artifacts / stage / stage_key(stage, parameters)
 
 
-def _result_record_path(key: str) -> Path | None:
-    storage = os.environ.get("PREFECT_RESULTS_LOCAL_STORAGE_PATH")
-    return Path(storage) / key if storage else None
+def _record_storage(context: Any) -> Any:
+    """The storage the task's records go to: its result store's (a local path or an fsspec
+    URL, see tasks/storage.py), or Prefect's default outside a task run."""
+    store = getattr(context, "result_store", None)
+    storage = getattr(store, "result_storage", None)
+    return storage if storage is not None else get_default_result_storage(_sync=True)
 
 
 def stage_cache_key(
@@ -69,11 +74,9 @@ def stage_cache_key(
 
     def cache_key(context: Any, parameters: dict[str, Any]) -> str:
         key = stage_key(stage, parameters)
-        record = _result_record_path(key)
         outputs = StateDir.from_env().artifacts / stage / key
-        stale = writes_outputs and not outputs.exists()
-        if record is not None and record.exists() and stale:
-            record.unlink()  # stale: the artifacts it points to are gone
+        if writes_outputs and not outputs.exists():
+            drop_record(_record_storage(context), key)  # stale: its artifacts are gone
         return key
 
     return cache_key

@@ -1,11 +1,13 @@
 """The five pipeline stages as cached Prefect tasks.
 
 Each calls one orca.stages function, writes into its content-addressed directory, logs
-progress, and returns a small JSON reference (paths + fingerprints), persisted as the cache.
+progress (and reports it, see tasks/progress.py), and returns a small JSON reference
+(paths + fingerprints), persisted as the cache.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import task
@@ -18,12 +20,38 @@ from orca.stages import proxy as proxy_stage
 from orca.stages import refine as refine_stage
 from tasks.caching import stage_cache_policy, stage_dir
 from tasks.logs import run_logger
+from tasks.progress import StageProgress
+from tasks.storage import result_storage
+from tasks.tags import gpu_tags
+
+GPU_TAGS = gpu_tags()  # ["gpu"] where the GPU stages will use one (tasks.tags)
 
 STAGE_OPTIONS: dict[str, Any] = {
     "persist_result": True,
+    "result_storage": result_storage(),  # ORCA_RESULT_STORAGE: a path or an fsspec URL
     "result_serializer": "json",
     "cache_expiration": None,
 }
+
+FAIL_STAGE_ENV_VAR = "ORCA_FAIL_STAGE"
+
+
+def fail_if_injected(stage: str) -> None:
+    """Testing hook: raise in `stage` when $ORCA_FAIL_STAGE names it.
+
+    Each stage task calls this first, so that tests (and anyone trying `orca retry`) can
+    make one stage fail after the earlier ones have completed. A stage that comes back
+    Cached does not run, so it does not fail. An unknown stage name raises ValueError.
+    """
+    failing = os.environ.get(FAIL_STAGE_ENV_VAR)
+    if not failing:
+        return
+    if failing not in STAGE_TASKS:
+        raise ValueError(
+            f"{FAIL_STAGE_ENV_VAR}={failing!r} is not a stage; valid: {', '.join(STAGE_TASKS)}"
+        )
+    if failing == stage:
+        raise RuntimeError(f"stage {stage!r} failed: injected by {FAIL_STAGE_ENV_VAR}={stage}")
 
 
 @task(name="ingest", cache_policy=stage_cache_policy("ingest"), **STAGE_OPTIONS)
@@ -31,6 +59,7 @@ def ingest(
     task_name: str, seed: int, data_version: str = "", train_fraction: float = 1.0
 ) -> dict[str, Any]:
     """Write the task's train/validation/test splits to Arrow files."""
+    fail_if_injected("ingest")
     out = stage_dir("ingest", dict(locals()))
     reference = ingest_stage.ingest(task_name, out, seed, train_fraction)
     sizes = {name: split["rows"] for name, split in reference["splits"].items()}
@@ -38,15 +67,20 @@ def ingest(
     return reference
 
 
-@task(name="proxy", cache_policy=stage_cache_policy("proxy"), tags=["gpu"], **STAGE_OPTIONS)
+@task(name="proxy", cache_policy=stage_cache_policy("proxy"), tags=GPU_TAGS, **STAGE_OPTIONS)
 def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
     """Featurise the labelled proxy dataset with the body's own input embedding."""
+    fail_if_injected("proxy")
     out = stage_dir("proxy", dict(locals()))
     logger = run_logger()
+    steps: StageProgress | None = None
 
     def progress(done: int, total: int) -> None:
+        nonlocal steps
         if done == total or done % (config.batch_size * 10) == 0:
             logger.info("proxy features: %d/%d examples", done, total)
+            steps = steps or StageProgress("proxy", total, unit="examples")
+            steps.step(done)
 
     reference = proxy_stage.extract_proxy(backbone, config, out, progress=progress)
     logger.info(
@@ -59,7 +93,7 @@ def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
     return reference
 
 
-@task(name="align", cache_policy=stage_cache_policy("align"), tags=["gpu"], **STAGE_OPTIONS)
+@task(name="align", cache_policy=stage_cache_policy("align"), tags=GPU_TAGS, **STAGE_OPTIONS)
 def align(
     task_name: str,
     backbone: str,
@@ -72,12 +106,15 @@ def align(
 ) -> dict[str, Any]:
     """Train the embedder to minimise the alignment loss to the proxy (epochs=0: keep init)."""
     params = dict(locals())  # exactly the parameters, as the cache key saw them
+    fail_if_injected("align")
     logger = run_logger()
+    steps = StageProgress("align", epochs)
 
     def on_epoch(epoch: int, distance: float) -> None:
         logger.info("align epoch %d/%d: %s %.5f", epoch, epochs, config.metric, distance)
+        steps.step(epoch + 1)  # the last call (epoch == epochs) is the final distance
 
-    return align_stage.align(
+    reference = align_stage.align(
         task_name,
         backbone,
         dataset,
@@ -89,9 +126,11 @@ def align(
         on_epoch=on_epoch,
         pretrained=pretrained,
     )
+    steps.finish()
+    return reference
 
 
-@task(name="refine", cache_policy=stage_cache_policy("refine"), tags=["gpu"], **STAGE_OPTIONS)
+@task(name="refine", cache_policy=stage_cache_policy("refine"), tags=GPU_TAGS, **STAGE_OPTIONS)
 def refine(
     task_name: str,
     backbone: str,
@@ -104,7 +143,9 @@ def refine(
 ) -> dict[str, Any]:
     """Fine-tune the parameters `mode` selects; keep the best epoch on the validation split."""
     params = dict(locals())  # exactly the parameters, as the cache key saw them
+    fail_if_injected("refine")
     logger = run_logger()
+    steps = StageProgress("refine", config.epochs)
 
     def on_epoch(record) -> None:
         logger.info(
@@ -115,8 +156,9 @@ def refine(
             record.val_loss,
             record.val_metric,
         )
+        steps.step(record.epoch + 1)
 
-    return refine_stage.refine(
+    reference = refine_stage.refine(
         task_name,
         backbone,
         dataset,
@@ -128,18 +170,25 @@ def refine(
         mode=mode,
         pretrained=pretrained,
     )
+    steps.finish()
+    return reference
 
 
 @task(
     name="evaluate",
     cache_policy=stage_cache_policy("evaluate", writes_outputs=False),
-    tags=["gpu"],
+    tags=GPU_TAGS,
     **STAGE_OPTIONS,
 )
 def evaluate(
     task_name: str, backbone: str, dataset: dict[str, Any], model: dict[str, Any], seed: int
 ) -> dict[str, Any]:
     """The test metric of the selected model (the only read of the test split)."""
+    fail_if_injected("evaluate")
     result = evaluate_stage.evaluate(task_name, backbone, dataset, model, seed)
     run_logger().info("test %s = %.4f", result["metric"], result["value"])
     return result
+
+
+# The stage tasks by their task names, in pipeline order.
+STAGE_TASKS = {stage.name: stage for stage in (ingest, proxy_features, align, refine, evaluate)}

@@ -396,12 +396,25 @@ def test_stage_flows_need_exactly_the_stages_their_inputs_come_from():
         stages_through("train")
 
 
-def test_gpu_stages_carry_the_gpu_tag():
-    from tasks import stages
+def test_gpu_stages_carry_the_gpu_tag_where_they_use_a_gpu(monkeypatch):
+    import torch
 
+    from tasks import stages
+    from tasks.tags import gpu_tags
+
+    expected = {"gpu"} if torch.cuda.is_available() else set()
     assert stages.ingest.tags == set()
     for task in (stages.proxy_features, stages.align, stages.refine, stages.evaluate):
-        assert task.tags == {"gpu"}, task.name
+        assert task.tags == expected, task.name
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert gpu_tags() == ["gpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_tags() == []
+    monkeypatch.setenv("ORCA_GPU_TAG", "1")  # a work pool's job environment can force it
+    assert gpu_tags() == ["gpu"]
+    monkeypatch.setenv("ORCA_GPU_TAG", "yes")
+    with pytest.raises(ValueError, match="ORCA_GPU_TAG must be 0 or 1; got 'yes'"):
+        gpu_tags()
 
 
 def test_stage_flows_validate_their_config():

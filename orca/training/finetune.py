@@ -1,8 +1,8 @@
 """Stage 3: fine-tune the whole model on the task loss, selecting on a validation split.
 
 Linear warm-up then decay, stepped per optimizer step; gradient accumulation; gradient
-clipping; bf16 autocast on CUDA; optional per-epoch checkpoints and resume. The test split is
-never seen here.
+clipping; bf16 autocast on CUDA; optional per-epoch checkpoints and resume; data-parallel
+training across processes (orca.training.replicas). The test split is never seen here.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from orca.config import RefineConfig
 from orca.metrics import Metric
 from orca.training.optim import create_optimizer, warmup_then_decay
+from orca.training.replicas import SINGLE, Replicas
 from orca.training.trainer_state import EpochCheckpoints, LoopState, run_fingerprint
 
 
@@ -90,6 +91,7 @@ def fine_tune(
     seed: int = 0,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint_dir: str | Path | None = None,
+    replicas: Replicas = SINGLE,
 ) -> FineTuneResult:
     """Train for `config.epochs` epochs (fewer with patience); keep the best validation state.
 
@@ -101,6 +103,10 @@ def fine_tune(
     later call with the same setup resumes after the newest checkpoint and, on CPU, ends bit
     for bit where an uninterrupted run would have; `on_epoch` is called only for the epochs
     this call runs. A checkpoint from a different setup raises CheckpointError.
+
+    With `replicas` of several processes, this process trains on its share of each epoch
+    through DistributedDataParallel; the main rank alone validates (the others take its
+    record, so every rank selects and stops alike), saves checkpoints and calls `on_epoch`.
     """
     x_train, y_train = train
     x_val, y_val = val
@@ -115,7 +121,8 @@ def fine_tune(
         weight_decay=config.weight_decay,
         momentum=config.momentum,
     )
-    batches_per_epoch = -(-len(x_train) // config.batch_size)
+    batch_size = replicas.batch_size(config.batch_size)
+    batches_per_epoch = -(-replicas.shard_size(len(x_train)) // batch_size)
     steps_per_epoch = -(-batches_per_epoch // config.accumulation_steps)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -141,39 +148,46 @@ def fine_tune(
         loop = checkpoints.restore(model, optimizer, scheduler, generator, EpochRecord) or loop
     resumed_from = len(loop.history) - 1 if loop.history else None
     accumulation = config.accumulation_steps
+    forward = replicas.wrap(model)  # the model itself, or DistributedDataParallel over it
     best_buffers: dict[str, torch.Tensor] | None = None  # CPU tensors this call owns
     last_saved = time.monotonic()
     for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
         model.train()
-        order = torch.randperm(len(x_train), generator=generator)
+        order = replicas.shard(torch.randperm(len(x_train), generator=generator))
         # The loss sum stays on the device, one in-place op per step: a float() per step
         # would make the CPU wait for the GPU after every batch.
         running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         optimizer.zero_grad(set_to_none=True)
-        for batch_index, start in enumerate(range(0, len(order), config.batch_size)):
-            index = order[start : start + config.batch_size]
+        for batch_index, start in enumerate(range(0, len(order), batch_size)):
+            index = order[start : start + batch_size]
             xb, yb = x_train[index].to(device), y_train[index].to(device)
             with _autocast(device):
-                loss = loss_fn(model(xb).float(), yb)
+                loss = loss_fn(forward(xb).float(), yb)
             # Without accumulation the loss is not divided: one autograd node less, same grads.
             (loss if accumulation == 1 else loss / accumulation).backward()
             running.add_(loss.detach(), alpha=len(index))  # float64 sum, as exact as before
             seen += len(index)
-            last_batch = start + config.batch_size >= len(order)
+            last_batch = start + batch_size >= len(order)
             if (batch_index + 1) % accumulation == 0 or last_batch:
                 if config.clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-        val_out = predict(model, x_val, config.eval_batch_size)
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=float(running) / max(seen, 1),
-            val_loss=float(loss_fn(val_out, y_val)),
-            val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
-            lr=float(scheduler.get_last_lr()[0]),
-        )
+        if replicas.world_size > 1:
+            totals = torch.stack([running, running.new_tensor(seen)])
+            running, seen = (float(value) for value in replicas.sum(totals))
+        record = None
+        if replicas.is_main:
+            val_out = predict(model, x_val, config.eval_batch_size)
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=float(running) / max(seen, 1),
+                val_loss=float(loss_fn(val_out, y_val)),
+                val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
+                lr=float(scheduler.get_last_lr()[0]),
+            )
+        record = replicas.from_main(record)
         loop.history.append(record)
         score = sign * record.val_metric
         # Ties go to the lower validation loss, so selection is not stuck on a plateau.
@@ -186,12 +200,14 @@ def fine_tune(
         else:
             loop.stale_epochs += 1
         loop.stopped = config.patience is not None and loop.stale_epochs >= config.patience
-        if checkpoints is not None and (
-            time.monotonic() - last_saved >= config.checkpoint_interval_s
+        if (
+            checkpoints is not None
+            and replicas.is_main
+            and time.monotonic() - last_saved >= config.checkpoint_interval_s
         ):
             checkpoints.save(loop, model, optimizer, scheduler, generator)
             last_saved = time.monotonic()
-        if on_epoch is not None:
+        if on_epoch is not None and replicas.is_main:
             on_epoch(record)
         if loop.stopped:
             break
