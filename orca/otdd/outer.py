@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from orca.otdd.solver import Solution, entropic_values, log_weights, solve_batched
+from orca.otdd.solver import Solution, entropic_values, solve_one
 
 _EMD_MAX_ITER = 100_000_000  # network-simplex pivots for the outer exact problem
 
@@ -39,13 +39,10 @@ def entropic(
 ) -> tuple[Tensor, Tensor | None]:
     """OT_eps with uniform weights of cost (n, m) (float64 scalar), and with `points` = (x, y)
     the gradient (m, d) with respect to y (symmetric: y is x, the points of both sides)."""
-    n, m = cost.shape
-    log_a = log_weights(None, n, cost)  # (n,)
-    log_b = log_a if symmetric else log_weights(None, m, cost)  # (m,)
-    solution = solve_batched(
-        cost.unsqueeze(0),
-        log_a.unsqueeze(0),
-        log_b.unsqueeze(0),
+    solution = solve_one(
+        cost,
+        None,
+        None,
         epsilon,
         max_iter,
         tol,

@@ -33,10 +33,9 @@ import torch
 from torch import Tensor
 
 from orca.otdd.solver import (
-    Solution,
     entropic_values,
     log_weights,
-    solve_batched,
+    solve_one,
     with_gradient,
 )
 
@@ -69,22 +68,6 @@ def squared_distances(xa: Tensor, xb: Tensor) -> Tensor:
     return distances.add_(sq_a).clamp_min_(0.0)
 
 
-def _solve(cost, a, b, epsilon, max_iter, tol, symmetric) -> Solution:
-    cost = cost.detach()
-    n, m = cost.shape
-    log_a = log_weights(a, n, cost)  # (n,)
-    log_b = log_a if symmetric else log_weights(b, m, cost)  # (m,)
-    return solve_batched(
-        cost.unsqueeze(0),
-        log_a.unsqueeze(0),
-        log_b.unsqueeze(0),
-        epsilon,
-        max_iter,
-        tol,
-        symmetric,
-    )
-
-
 def sinkhorn_potentials(
     cost: Tensor,
     a: Tensor | None = None,
@@ -111,7 +94,7 @@ def sinkhorn_potentials(
 
     cost: (n, m); a: (n,) or None (uniform); b: (m,) or None (uniform, ignored if symmetric).
     """
-    solution = _solve(cost, a, b, epsilon, max_iter, tol, symmetric)
+    solution = solve_one(cost, a, b, epsilon, max_iter, tol, symmetric)
     return SinkhornPotentials(
         solution.f[0], solution.g[0], solution.iterations, float(solution.errors[0])
     )
@@ -153,7 +136,7 @@ def sinkhorn_cost(
     `symmetric=True` selects the fast self-transport solver (see `sinkhorn_potentials`);
     pass it only for C = C^T, b = a.
     """
-    solution = _solve(cost, a, b, epsilon, max_iter, tol, symmetric)
+    solution = solve_one(cost, a, b, epsilon, max_iter, tol, symmetric)
     value = entropic_values(solution, epsilon)[0].to(cost.dtype)
     if not (cost.requires_grad and torch.is_grad_enabled()):
         return value

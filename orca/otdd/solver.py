@@ -305,6 +305,36 @@ def solve_blocks(
     return _solve(cost, log_a, log_b, epsilon, max_iter, tol, symmetric, valid, False, kernel_name)
 
 
+def solve_one(
+    cost: Tensor,
+    a: Tensor | None,
+    b: Tensor | None,
+    epsilon: float,
+    max_iter: int,
+    tol: float,
+    symmetric: bool,
+    keep_coupling: bool = False,
+    kernel_name: str | None = None,
+) -> Solution:
+    """One problem, cost (n, m) with weights a (n,) and b (m,) (None: uniform), solved as a
+    batch of one by `solve_batched`; symmetric problems use a for both sides."""
+    cost = cost.detach()
+    n, m = cost.shape
+    log_a = log_weights(a, n, cost)  # (n,)
+    log_b = log_a if symmetric else log_weights(b, m, cost)  # (m,)
+    return solve_batched(
+        cost.unsqueeze(0),
+        log_a.unsqueeze(0),
+        log_b.unsqueeze(0),
+        epsilon,
+        max_iter,
+        tol,
+        symmetric,
+        keep_coupling=keep_coupling,
+        kernel_name=kernel_name,
+    )
+
+
 def _solve(cost, log_a, log_b, epsilon, max_iter, tol, symmetric, valid, keep_coupling, name):
     with torch.no_grad():
         solver = _Kernel(cost, log_a, log_b, valid, symmetric, name)
