@@ -38,9 +38,15 @@ from tasks.caching import pipeline_run_cache_policy
 def run_pipeline(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
     """One pipeline run, nested under the benchmark's MLflow run; models are not registered
     here (the compare flow registers each task's champion)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
     from flows.pipeline import pipeline  # imported here: resolves in a process-pool worker
 
-    return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+    # The run lives and dies with the benchmark's flow run, whose heartbeat speaks for it.
+    # Its own heartbeat thread would cost up to a second per run: Prefect joins the thread
+    # at the end of every flow run, and the thread sleeps in one-second steps.
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return pipeline(config, parent_run_id=parent_run_id, register_model=False)
 
 
 def _reuse(config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@
     orca ingest [TASK] [--task-file F] [--data-dir D]
     orca tasks [--json]
     orca retry FLOW_RUN_ID [--json]              (see flows/cli_retry.py)
+    orca ui [--host H] [--prefect-port P] [--mlflow-port Q] [--json]  (see flows/cli_ui.py)
     orca bench / compare / ablations / demo      (see flows/cli_bench.py)
     orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer KIND] [--maxsamples N] [--json]
 
@@ -15,16 +16,18 @@ with the valid choices. State goes under $ORCA_HOME (default ./.orca).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows import cli_bench, cli_retry
+from flows import cli_bench, cli_retry, cli_ui, prefect_api
 from orca.methods import METHODS
 from orca.state import activate
 
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_bench.add_parsers(commands, _add_overrides)
     cli_retry.add_parser(commands)
+    cli_ui.add_parser(commands)
 
     _add_otdd_parser(commands)
     return parser
@@ -254,25 +258,47 @@ def main(argv: list[str] | None = None) -> int:
     try:
         activate(args.state_dir, args.result_storage)
         command = COMMANDS[args.command]
+        if command.uses_prefect:
+            prefect_api.boot()  # the server starts while this process loads the command
         prepared = command.prepare(args)
+        for module in command.preload:
+            importlib.import_module(module)
     except (ValueError, FileNotFoundError) as error:
         print(f"orca: error: {error}", file=sys.stderr)
         return 2
-    command.run(args, prepared)
+    with prefect_api.shared_prefect_api() if command.uses_prefect else nullcontext():
+        command.run(args, prepared)
     return 0
 
 
 @dataclass(frozen=True)
 class Command:
-    """prepare(args) validates everything (errors exit 2 before any work); run does it."""
+    """prepare(args) validates everything (errors exit 2 before any work); run does it.
+
+    A command that `uses_prefect` runs with the command's shared Prefect API
+    (flows/prefect_api.py), which starts booting before prepare; the modules in `preload`
+    are imported in the meantime, before the command waits for the API."""
 
     prepare: Callable[[argparse.Namespace], Any]
     run: Callable[[argparse.Namespace, Any], Any]
+    uses_prefect: bool = False
+    preload: tuple[str, ...] = ()
 
 
 def _bench_config(args: argparse.Namespace):
     cli_bench.check_parallelism(args)
     return cli_bench.benchmark_config(args, parse_overrides(args.overrides))
+
+
+def _ablation_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The overrides, once the whole AblationConfig (seeds, tasks, every run) validates."""
+    from orca.ablation_config import AblationConfig
+
+    overrides = parse_overrides(args.overrides)
+    AblationConfig(
+        task=args.task, image_task=args.image_task, seeds=args.seeds, overrides=overrides
+    )
+    return overrides
 
 
 def _demo_config(args: argparse.Namespace):
@@ -283,24 +309,47 @@ def _demo_config(args: argparse.Namespace):
     return BenchmarkConfig(suite=cli_bench.DEMO_SUITE, methods=methods, seeds=args.seeds)
 
 
+BENCH_PRELOAD = ("torch", "flows.benchmark", "flows.runners")
 COMMANDS = {
-    "run": Command(_config_from_args, lambda args, config: _run_pipeline(config, args.json)),
-    "ingest": Command(_config_from_args, lambda args, config: _ingest(config, args.json)),
+    "run": Command(
+        _config_from_args,
+        lambda args, config: _run_pipeline(config, args.json),
+        uses_prefect=True,
+        preload=("flows.pipeline",),
+    ),
+    "ingest": Command(
+        _config_from_args,
+        lambda args, config: _ingest(config, args.json),
+        uses_prefect=True,
+        preload=("flows.ingest",),
+    ),
     "tasks": Command(lambda args: None, lambda args, _: _list_tasks(args.json)),
     "bench": Command(
         _bench_config,
         lambda args, config: cli_bench.run_bench(config, cli_bench.runner_options(args), args.json),
+        uses_prefect=True,
+        preload=BENCH_PRELOAD,
     ),
     "compare": Command(
         lambda args: None,
         lambda args, _: cli_bench.run_compare(args.benchmark_run, args.reports_dir, args.json),
+        uses_prefect=True,
+        preload=("flows.compare",),
     ),
     "ablations": Command(
-        lambda args: parse_overrides(args.overrides),
+        _ablation_overrides,
         lambda args, overrides: cli_bench.run_ablations(args, overrides),
+        uses_prefect=True,
+        preload=("torch", "flows.ablations"),
     ),
-    "demo": Command(_demo_config, cli_bench.run_demo),
-    "retry": Command(cli_retry.prepare, cli_retry.run),
+    "demo": Command(
+        _demo_config,
+        cli_bench.run_demo,
+        uses_prefect=True,
+        preload=(*BENCH_PRELOAD, "flows.compare"),
+    ),
+    "retry": Command(cli_retry.prepare, cli_retry.run, uses_prefect=True),
+    "ui": Command(cli_ui.prepare, cli_ui.run),
 }
 
 if __name__ == "__main__":

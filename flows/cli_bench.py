@@ -140,7 +140,8 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
     import torch
 
     from flows.benchmark import benchmark
-    from flows.runners import open_task_runner, shared_prefect_api
+    from flows.prefect_api import shared_prefect_api
+    from flows.runners import open_task_runner
 
     torch.set_num_threads(runner.threads)
     started = time.perf_counter()

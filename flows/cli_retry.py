@@ -60,6 +60,8 @@ def prepare(args: argparse.Namespace) -> Retry:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
+    from flows.prefect_api import shared_prefect_api
+
     try:
         flow_run_id = UUID(args.flow_run_id)
     except ValueError:
@@ -67,7 +69,7 @@ def prepare(args: argparse.Namespace) -> Retry:
             f"FLOW_RUN_ID {args.flow_run_id!r} is not a flow run id; expected a UUID such as "
             "the flow_run_id that `orca run --json` prints"
         ) from None
-    with get_client(sync_client=True) as client:
+    with shared_prefect_api(), get_client(sync_client=True) as client:
         try:
             flow_run = client.read_flow_run(flow_run_id)
         except ObjectNotFound:

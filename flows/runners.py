@@ -14,8 +14,8 @@ a Prefect task runner for the duration of one benchmark and closes what it start
   API) by a worker plugin, so a worker started elsewhere by hand writes where the flow reads.
 
 Worker processes must talk to the same Prefect API as the flow. With no PREFECT_API_URL
-set, Prefect's ephemeral mode starts a temporary local server per process, so
-`shared_prefect_api` starts that server once, up front, and hands its URL to the workers.
+set, Prefect's ephemeral mode would start a temporary local server per process, so the
+command starts one (flows/prefect_api.py) and hands its URL to the workers.
 Stage caching across the worker processes is safe: the cache locks live in the state
 directory (tasks.locks).
 """
@@ -125,22 +125,3 @@ def worker_environment() -> dict[str, str]:
     if PREFECT_API_URL.value():  # shared_prefect_api sets it as a setting, not a variable
         environment["PREFECT_API_URL"] = PREFECT_API_URL.value()
     return environment
-
-
-@contextmanager
-def shared_prefect_api() -> Iterator[str]:
-    """Yield the API URL that the flow and its worker processes use: PREFECT_API_URL when
-    set, else a temporary local server (Prefect's own, as its ephemeral mode starts it),
-    started here and set as PREFECT_API_URL for the duration."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    configured = PREFECT_API_URL.value()
-    if configured:
-        yield configured
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the same instance ephemeral mode would start
-    server.start()
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        yield server.api_url

@@ -75,6 +75,11 @@ class AlignConfig(Config):
         check_number("align.lr", self.lr, minimum=0, exclusive_minimum=True)
         check_choice("align.optimizer", self.optimizer, OPTIMIZERS)
         check_number("align.weight_decay", self.weight_decay, minimum=0)
+        if not isinstance(self.lr_milestones, (list, tuple)):
+            raise ValueError(
+                f"align.lr_milestones={self.lr_milestones!r} must be a list of epoch numbers, "
+                "e.g. [20, 40]"
+            )
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
         for milestone in self.lr_milestones:
             check_number("align.lr_milestones", milestone, minimum=1, integer=True)

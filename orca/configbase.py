@@ -8,7 +8,8 @@ below, so that a bad value raises `ValueError` naming the field, the value and w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound="Config")
@@ -36,7 +37,7 @@ def check_number(
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
         raise ValueError(f"{field}={value!r} must be {kind}")
-    if value != value:  # NaN
+    if isinstance(value, float) and not math.isfinite(value):  # NaN or +-inf
         raise ValueError(f"{field}={value!r} must be a finite number")
     if minimum is not None:
         too_small = value <= minimum if exclusive_minimum else value < minimum
@@ -59,6 +60,11 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any] | None) -> C:
+        if data is not None and not isinstance(data, Mapping):
+            raise ValueError(
+                f"{cls.__name__}: expected a mapping of field names to values, "
+                f"got {data!r} ({type(data).__name__})"
+            )
         data = dict(data or {})
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(fields))
@@ -66,6 +72,13 @@ class Config:
             raise ValueError(
                 f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
                 f"valid fields: {', '.join(fields)}"
+            )
+        required = [name for name, f in fields.items() if _is_required(f)]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(
+                f"{cls.__name__}: missing required field(s) {', '.join(missing)}; "
+                f"required fields: {', '.join(required)}"
             )
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
@@ -75,6 +88,14 @@ class Config:
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _is_required(field: dataclasses.Field) -> bool:
+    return (
+        field.init
+        and field.default is dataclasses.MISSING
+        and field.default_factory is dataclasses.MISSING
+    )
 
 
 def _config_type(field: dataclasses.Field) -> type[Config] | None:

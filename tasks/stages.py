@@ -7,7 +7,6 @@ progress (and reports it, see tasks/progress.py), and returns a small JSON refer
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from prefect import task
@@ -19,6 +18,7 @@ from orca.stages import ingest as ingest_stage
 from orca.stages import proxy as proxy_stage
 from orca.stages import refine as refine_stage
 from tasks.caching import stage_cache_policy, stage_dir
+from tasks.faults import fail_if_injected, hold_if_injected
 from tasks.logs import run_logger
 from tasks.progress import StageProgress
 from tasks.storage import result_storage
@@ -27,31 +27,15 @@ from tasks.tags import gpu_tags
 GPU_TAGS = gpu_tags()  # ["gpu"] where the GPU stages will use one (tasks.tags)
 
 STAGE_OPTIONS: dict[str, Any] = {
+    # Deterministic: a failed stage would fail again the same way, so it fails fast with
+    # its error, whatever PREFECT_TASKS_DEFAULT_RETRIES says. Transient I/O errors are
+    # retried where the I/O is (tasks/remote_io.py).
+    "retries": 0,
     "persist_result": True,
     "result_storage": result_storage(),  # ORCA_RESULT_STORAGE: a path or an fsspec URL
     "result_serializer": "json",
     "cache_expiration": None,
 }
-
-FAIL_STAGE_ENV_VAR = "ORCA_FAIL_STAGE"
-
-
-def fail_if_injected(stage: str) -> None:
-    """Testing hook: raise in `stage` when $ORCA_FAIL_STAGE names it.
-
-    Each stage task calls this first, so that tests (and anyone trying `orca retry`) can
-    make one stage fail after the earlier ones have completed. A stage that comes back
-    Cached does not run, so it does not fail. An unknown stage name raises ValueError.
-    """
-    failing = os.environ.get(FAIL_STAGE_ENV_VAR)
-    if not failing:
-        return
-    if failing not in STAGE_TASKS:
-        raise ValueError(
-            f"{FAIL_STAGE_ENV_VAR}={failing!r} is not a stage; valid: {', '.join(STAGE_TASKS)}"
-        )
-    if failing == stage:
-        raise RuntimeError(f"stage {stage!r} failed: injected by {FAIL_STAGE_ENV_VAR}={stage}")
 
 
 @task(name="ingest", cache_policy=stage_cache_policy("ingest"), **STAGE_OPTIONS)
@@ -64,6 +48,7 @@ def ingest(
     reference = ingest_stage.ingest(task_name, out, seed, train_fraction)
     sizes = {name: split["rows"] for name, split in reference["splits"].items()}
     run_logger().info("ingested %s: %s -> %s", task_name, sizes, out)
+    hold_if_injected("ingest")
     return reference
 
 
@@ -90,6 +75,7 @@ def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
         reference["num_labels"],
         reference["dim"],
     )
+    hold_if_injected("proxy")
     return reference
 
 
@@ -113,6 +99,7 @@ def align(
     def on_epoch(epoch: int, distance: float) -> None:
         logger.info("align epoch %d/%d: %s %.5f", epoch, epochs, config.metric, distance)
         steps.step(epoch + 1)  # the last call (epoch == epochs) is the final distance
+        hold_if_injected("align", epoch)
 
     reference = align_stage.align(
         task_name,
@@ -127,6 +114,7 @@ def align(
         pretrained=pretrained,
     )
     steps.finish()
+    hold_if_injected("align")
     return reference
 
 
@@ -157,6 +145,7 @@ def refine(
             record.val_metric,
         )
         steps.step(record.epoch + 1)
+        hold_if_injected("refine", record.epoch)
 
     reference = refine_stage.refine(
         task_name,
@@ -171,6 +160,7 @@ def refine(
         pretrained=pretrained,
     )
     steps.finish()
+    hold_if_injected("refine")
     return reference
 
 
@@ -187,6 +177,7 @@ def evaluate(
     fail_if_injected("evaluate")
     result = evaluate_stage.evaluate(task_name, backbone, dataset, model, seed)
     run_logger().info("test %s = %.4f", result["metric"], result["value"])
+    hold_if_injected("evaluate")
     return result
 
 

@@ -4,7 +4,8 @@ the path or fsspec URL in ORCA_RESULT_STORAGE (orca.state).
 The setting is read when the task modules are imported, as Prefect reads its own settings
 (orca.state.activate sets both before that). A local path (or file:// URL) is handed to
 Prefect as a Path. Prefect takes other storage only as a block saved on its server, so a
-URL becomes a RemoteFileSystem block named after it (`remote-file-system/orca-results-...`):
+URL becomes a block named after it (`orca-retrying-remote-file-system/orca-results-...`), a
+RemoteFileSystem whose reads and writes retry transient network errors (tasks/remote_io.py):
 the tasks name it, and `ensure_result_storage`, called by each flow before its first cached
 task, saves it in the current Prefect API. Every process that runs the tasks loads it from
 there, so a Dask worker started elsewhere writes where the flow reads.
@@ -28,6 +29,7 @@ from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.settings import PREFECT_API_URL
 
 from orca.state import RESULT_STORAGE_ENV, local_path
+from tasks.remote_io import RetryingRemoteFileSystem, retry_transient
 
 logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -47,22 +49,24 @@ def block_name(url: str) -> str:
 
 def result_storage() -> Path | str | None:
     """The cached tasks' `result_storage`: None (Prefect's default, the state directory's
-    results/), a Path for a local path or file:// URL, else a RemoteFileSystem block slug."""
+    results/), a Path for a local path or file:// URL, else the slug of its storage block."""
     location = os.environ.get(RESULT_STORAGE_ENV)
     if not location:
         return None
     url = _url()
-    return local_path(location) if url is None else f"remote-file-system/{block_name(url)}"
+    if url is None:
+        return local_path(location)
+    return f"{RetryingRemoteFileSystem.get_block_type_slug()}/{block_name(url)}"
 
 
 def ensure_result_storage() -> None:
-    """Save the RemoteFileSystem block that `result_storage()` names in the current Prefect
+    """Save the storage block that `result_storage()` names in the current Prefect
     API (once per process and API); nothing to do for local storage."""
     url = _url()
     api = str(PREFECT_API_URL.value() or "ephemeral")
     if url is None or (api, url) in _SAVED:
         return
-    RemoteFileSystem(basepath=url).save(block_name(url), overwrite=True)
+    RetryingRemoteFileSystem(basepath=url).save(block_name(url), overwrite=True)
     _SAVED.add((api, url))
 
 
@@ -87,7 +91,11 @@ def drop_record(storage: Any, key: str) -> bool:
     if url is None:
         return False
     filesystem, path = fsspec.core.url_to_fs(url)
-    if not filesystem.exists(path):
-        return False
-    filesystem.rm(path)
-    return True
+
+    def drop() -> bool:
+        if not filesystem.exists(path):
+            return False
+        filesystem.rm(path)
+        return True
+
+    return retry_transient(drop, f"deleting the stale record {url}")

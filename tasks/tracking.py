@@ -21,6 +21,7 @@ from prefect import task
 
 from orca.configbase import flatten
 from orca.pipeline_config import PipelineConfig
+from orca.state import StateDir
 from tasks.logs import run_logger
 
 EXPERIMENT = "orca"
@@ -37,8 +38,20 @@ def _client() -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient) -> str:
+    """The orca experiment's id; created on first use with its artifacts in the state
+    directory's mlartifacts/ (MLflow's default would be ./mlruns under the working
+    directory). Another process creating it at the same moment is not an error."""
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    return experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = StateDir.from_env().mlflow_artifacts.as_uri()
+    try:
+        return client.create_experiment(EXPERIMENT, artifact_location=location)
+    except mlflow.exceptions.MlflowException:
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def start_run(
@@ -126,6 +139,8 @@ STAGE_TAGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "refine.best_epoch": ref["best_epoch"],
         "orca.model_path": ref["path"],
         "orca.model_fingerprint": ref["fingerprint"],
+        # the epoch a killed or failed attempt had checkpointed, or None
+        "refine.resumed_from_epoch": ref.get("resumed_from_epoch"),
     },
     "evaluate": lambda ref: {
         "orca.metric": ref["metric"],

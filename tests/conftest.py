@@ -24,6 +24,9 @@ for _var in (
 ):
     os.environ.pop(_var, None)
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+# One Prefect server per test process, started in it when first needed (flows/prefect_api.py):
+# tests reach Prefect both through `orca` commands and by calling flows directly.
+os.environ["ORCA_PREFECT_API"] = "inline"
 os.environ["HF_HUB_OFFLINE"] = "1"
 # Local proxy copies (CoNLL-2003, CIFAR-10) on a developer's machine must not change tests.
 os.environ["ORCA_DATA_DIR"] = str(_STATE / "data")
@@ -88,6 +91,21 @@ def write_tiny_bert(
 @pytest.fixture(scope="session")
 def state_root() -> Path:
     return Path(os.environ["ORCA_HOME"])
+
+
+def state_env(state: Path, **extra: str) -> dict[str, str]:
+    """os.environ for a subprocess whose state lives under `state`.
+
+    The variables this test process derived from its own state directory (PREFECT_HOME,
+    the result storage path, MLflow's URI, ...) are dropped, so the child derives its own;
+    `extra` is added last."""
+    from orca.state import StateDir
+
+    env = dict(os.environ)
+    for key, value in StateDir.from_env().environment().items():
+        if env.get(key) == value:
+            env.pop(key)
+    return {**env, "ORCA_HOME": str(state), **extra}
 
 
 @pytest.fixture(scope="session")

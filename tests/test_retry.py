@@ -13,7 +13,7 @@ import pytest
 
 from flows.cli import main
 from orca.pipeline_config import PipelineConfig
-from tasks.stages import FAIL_STAGE_ENV_VAR, fail_if_injected
+from tasks.faults import FAIL_STAGE_ENV_VAR, fail_if_injected
 
 TINY = {
     "proxy": {"max_examples": 60, "max_tokens": 16},

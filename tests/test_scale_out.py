@@ -143,7 +143,8 @@ def test_records_at_a_remote_url_are_cached_and_dropped_with_their_artifacts(
 
     url = "memory://orca-tests/records"  # a RemoteFileSystem, as s3:// or gcs:// would be
     monkeypatch.setenv("ORCA_RESULT_STORAGE", url)
-    assert storage.result_storage() == f"remote-file-system/{storage.block_name(url)}"
+    slug = f"orca-retrying-remote-file-system/{storage.block_name(url)}"
+    assert storage.result_storage() == slug
     calls = []
 
     @task(

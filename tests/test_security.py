@@ -111,7 +111,7 @@ def test_the_source_never_unpickles_without_restriction():
 def test_the_shared_prefect_server_listens_on_localhost_only():
     from prefect.server.api.server import SubprocessASGIServer
 
-    from flows.runners import shared_prefect_api
+    from flows.prefect_api import shared_prefect_api
 
     with shared_prefect_api() as url:
         assert url.startswith("http://127.0.0.1:"), url

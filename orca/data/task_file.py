@@ -23,6 +23,7 @@ an output axis gain one.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 
 from orca.config import AlignConfig, RefineConfig
 from orca.configbase import Config, check_choice, check_number
-from orca.data.tasks import MODALITIES, OUTPUT_KINDS, TASKS, RawTask, TaskSpec
+from orca.data.tasks import MODALITIES, OUTPUT_KINDS, TASKS, RawTask, TaskSpec, task_names
 from orca.fingerprint import fingerprint_file, fingerprint_json
 from orca.registry import Registry
 
@@ -101,9 +102,29 @@ def check_split_file(path: Path, task_file: Path, split: str) -> None:
         )
 
 
+# What a readable split file of each format holds, for the error on an unreadable one.
+SPLIT_FORMATS = {
+    ".npz": "a numpy.savez archive of arrays X and y (no pickled objects)",
+    ".parquet": "a Parquet table with a 'y' column and an 'x' list column of equal-length "
+    "rows or one numeric column per feature",
+    ".arrow": "an Arrow IPC split written by orca (orca.data.arrow_io.write_split)",
+}
+
+
 def read_split_file(path: Path, task_file: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split file; any failure raises ValueError naming the task file, the split
+    and the file, and saying what the format should hold."""
     check_split_file(path, task_file, split)
-    return SPLIT_READERS.get(path.suffix)(path)
+    try:
+        return SPLIT_READERS.get(path.suffix)(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if str(err).startswith(f"{path}: "):  # the reader's own error names the file
+            raise ValueError(f"{task_file}: splits.{split}: {err}") from err
+        expected = SPLIT_FORMATS.get(path.suffix, f"a {path.suffix} file")
+        raise ValueError(
+            f"{task_file}: splits.{split}: {path}: unreadable ({type(err).__name__}: {err}); "
+            f"expected {expected}"
+        ) from err
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,13 @@ class TaskFile(Config):
         check_choice("output", self.output, OUTPUT_KINDS)
         if not isinstance(self.splits, dict):
             raise ValueError(f"splits must be a mapping of split name to path, got {self.splits!r}")
+        for section, kind in (("align", "AlignConfig"), ("refine", "RefineConfig")):
+            value = getattr(self, section)
+            if not isinstance(value, dict):
+                raise ValueError(
+                    f"{section} must be a mapping of {kind} fields (e.g. {{epochs: 10}}), "
+                    f"got {value!r}"
+                )
         for split in self.splits:
             check_choice("splits", split, ("train", "validation", "test"))
         for required in ("train", "test"):
@@ -178,6 +206,11 @@ def load_task_file(path: str | Path) -> TaskSpec:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if content is None:
+        raise ValueError(
+            f"{path}: the file is empty; expected a mapping of task fields "
+            "(name, input, output, metric, splits)"
+        )
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a mapping of task fields, got {type(content).__name__}")
     try:
@@ -253,6 +286,16 @@ def _still_registered(spec: TaskSpec) -> bool:
 
 def _infer_outputs(output: str, y: np.ndarray, path: Path) -> int:
     if output == "classification":
+        if y.size == 0:
+            raise ValueError(f"{path}: splits.train: the split is empty")
+        numeric = np.issubdtype(y.dtype, np.number)
+        bad = np.size(y) - np.count_nonzero(np.isfinite(y)) if numeric else 0
+        if not numeric or bad or not np.all(np.mod(y, 1) == 0):
+            found = f"{bad} NaN or inf values" if bad else f"dtype {y.dtype}"
+            raise ValueError(
+                f"{path}: splits.train: class labels must be whole numbers 0..K-1, found "
+                f"{found}; cannot infer num_outputs"
+            )
         return int(np.max(y)) + 1
     if y.ndim < 2:
         raise ValueError(f"{path}: cannot infer num_outputs from targets of shape {y.shape}")
@@ -260,7 +303,7 @@ def _infer_outputs(output: str, y: np.ndarray, path: Path) -> int:
 
 
 def _register(spec: TaskSpec, path: Path) -> None:
-    if spec.name in TASKS:
+    if spec.name in task_names():  # built-in tasks included, which register on first lookup
         existing = TASKS.get(spec.name)
         if existing.source_file != str(path):
             where = existing.source_file or "a built-in task"

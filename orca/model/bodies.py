@@ -60,7 +60,8 @@ class BackboneRef:
 
 
 def parse_backbone(text: str) -> BackboneRef:
-    """Resolve a backbone string; raise UnknownNameError or FileNotFoundError naming it."""
+    """Resolve a backbone string; raise UnknownNameError, FileNotFoundError or ValueError
+    naming it (a local directory must hold a Hugging Face config.json)."""
     name, _, weights = text.partition("@")
     if weights:
         if name not in BODIES:
@@ -75,11 +76,33 @@ def parse_backbone(text: str) -> BackboneRef:
     if name in BODIES:
         return BackboneRef(text, BODIES.get(name), None)
     if Path(name).expanduser().is_dir():
+        _check_model_directory(text, Path(name).expanduser())
         return BackboneRef(text, None, None)
     raise UnknownNameError(
         f"unknown backbone {text!r}; valid backbones: {', '.join(BODIES.names())}, "
         "a path to a local Hugging Face model directory, or NAME@/path/to/weights"
     )
+
+
+def _check_model_directory(text: str, directory: Path) -> None:
+    """A local text body is a Hugging Face model directory: it has a config.json object."""
+    import json
+
+    config = directory / "config.json"
+    expected = (
+        "expected a Hugging Face model directory (config.json and model.safetensors or "
+        "pytorch_model.bin, as save_pretrained writes them)"
+    )
+    if not config.is_file():
+        raise FileNotFoundError(f"backbone {text!r}: {config} does not exist; {expected}")
+    try:
+        content = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(
+            f"backbone {text!r}: {config} is not valid JSON ({err}); {expected}"
+        ) from err
+    if not isinstance(content, dict):
+        raise ValueError(f"backbone {text!r}: {config} is not a JSON object; {expected}")
 
 
 def check_backbone_name(text: str) -> None:

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from orca.model.bodies import BODIES, BODY_LOADERS, BackboneRef, BodySpec, BodyWeightsError
@@ -144,6 +145,11 @@ def _load_text(ref: BackboneRef, *, pretrained: bool = True) -> TextBody:
         return TextBody(AutoModel.from_config(AutoConfig.from_pretrained(source)), source)
     try:
         model, info = AutoModel.from_pretrained(source, output_loading_info=True)
+    except SafetensorError as err:  # a truncated or corrupt weights file
+        raise BodyWeightsError(
+            f"backbone {ref.text!r}: the weights in {source} are not a readable safetensors "
+            f"file ({err}); expected the model.safetensors that save_pretrained writes"
+        ) from err
     except OSError as err:
         raise BodyWeightsError(
             f"backbone {ref.text!r}: no weights at {source!r} ({err}). Offline, pass a local "

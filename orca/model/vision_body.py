@@ -157,9 +157,16 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a safetensors file or a torch pickle (unwrapping a 'model' or
     'state_dict' entry); never executes pickled code."""
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise BodyWeightsError(
+                f"{path}: not a readable safetensors checkpoint ({err}); expected a state dict "
+                "saved with safetensors.torch.save_file"
+            ) from err
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for unreadable files

@@ -1,0 +1,100 @@
+"""The Prefect API that one `orca` command, its flows and its worker processes share.
+
+With PREFECT_API_URL set, that server is used. Otherwise orca runs Prefect's own temporary
+local server, the one Prefect's ephemeral mode starts (SubprocessASGIServer, on
+127.0.0.1), once per command rather than once per process. How it is started is chosen by
+$ORCA_PREFECT_API, from API_MODES:
+
+- `background` (the default for the `orca` command): the state directory's one server,
+  shared by every command on it (flows/state_server.py). `boot()`, called as soon as the
+  command's arguments are parsed, finds it or starts it in a helper process, which also
+  opens the MLflow store (on a fresh state directory both run their database migrations)
+  while this process imports torch and the flows: starting them one after the other cost
+  about 10 s per command on 2 cores. The helper stops the server when the last command
+  using it exits, even when it is killed, so no server is left behind.
+- `inline`: the server is started in this process's thread when first needed, as
+  Prefect's ephemeral mode would. The tests use it (tests/conftest.py), so that a test
+  process talks to one server however it reaches Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from flows.state_server import Connection
+from orca.registry import Registry
+
+API_MODE_ENV = "ORCA_PREFECT_API"
+
+
+@dataclass(frozen=True)
+class ApiMode:
+    """`boot()` starts the server early (or does nothing); `url()` waits for it."""
+
+    boot: Callable[[], None]
+    url: Callable[[], str]
+
+
+API_MODES: Registry[ApiMode] = Registry("Prefect API mode")
+
+
+def api_mode() -> ApiMode:
+    name = os.environ.get(API_MODE_ENV, "background")
+    if name not in API_MODES.names():
+        raise ValueError(
+            f"${API_MODE_ENV}={name!r} is not a Prefect API mode; "
+            f"expected one of: {', '.join(API_MODES.names())}"
+        )
+    return API_MODES.get(name)
+
+
+def _configured_url() -> str | None:
+    """PREFECT_API_URL from the environment or the active Prefect profile."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def boot() -> None:
+    """Start the shared server now, without waiting for it (a no-op where an API is set)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        api_mode().boot()
+
+
+@contextmanager
+def shared_prefect_api() -> Iterator[str]:
+    """Yield the API URL that the flows and worker processes of this command use, set as
+    PREFECT_API_URL for the duration."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    configured = _configured_url()
+    if configured:
+        yield configured
+        return
+    url = api_mode().url()
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield url
+
+
+# --- background: the state directory's shared server (flows/state_server.py) ------------
+
+API_MODES.register("background", ApiMode(boot=Connection.start, url=Connection.wait))
+
+
+# --- inline: Prefect's ephemeral server, in this process --------------------------------
+
+
+def _inline_url() -> str:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the same instance ephemeral mode would start
+    server.start()
+    return server.api_url
+
+
+API_MODES.register("inline", ApiMode(boot=lambda: None, url=_inline_url))

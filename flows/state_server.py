@@ -1,0 +1,177 @@
+"""One Prefect API server per state directory, shared by the `orca` commands that use it.
+
+The first command that needs the API starts a helper process, `python -m
+flows.state_server`, which starts Prefect's temporary server (SubprocessASGIServer, on
+127.0.0.1) and opens the MLflow store, while the command goes on importing. Commands that
+start later on the same state directory, even at the same moment, find that server and use
+it: one server writes the state's Prefect database, so two `orca bench` started together do
+not fight over the SQLite file. The helper stops the server once no command is left.
+
+Files under the state's Prefect home (all released by the kernel when a process dies, even
+by SIGKILL, so a killed command leaves nothing running and nothing stale):
+
+- server.clients: every command holds a shared lock on it while it runs; the helper polls
+  for an exclusive lock, and when it gets one, no command is left and it stops;
+- server.start.lock: held while a command looks for the server and, if there is none,
+  while the helper it started brings one up, so that only one is started;
+- server.json: {"api_url": ..., "pid": ...} of the running helper, written when its server
+  answers and removed when it stops;
+- server.log: the helper's and the server's output.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from orca.atomic import atomic_path
+from orca.state import StateDir
+
+POLL_SECONDS = 1.0
+
+
+def _files() -> dict[str, Path]:
+    home = StateDir.from_env().prefect_home
+    home.mkdir(parents=True, exist_ok=True)
+    names = ("server.clients", "server.start.lock", "server.json", "server.log")
+    return {name.split(".", 1)[1]: home / name for name in names}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _running_server(record: Path) -> str | None:
+    """The URL in server.json if its helper is alive and its server answers."""
+    try:
+        server = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if not _alive(int(server.get("pid", 0))):
+        return None
+    try:  # urllib, not httpx: this runs in a thread while the main thread imports
+        with urllib.request.urlopen(f"{server['api_url']}/health", timeout=10) as answer:
+            healthy = answer.status == 200
+    except OSError:
+        return None
+    return server["api_url"] if healthy else None
+
+
+class Connection:
+    """This process's use of its state directory's server (one per process)."""
+
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+    _clients: IO[str] | None = None  # the shared lock, held until this process exits
+    url: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def start(cls) -> None:
+        """Find or start the server in a background thread (it mostly waits on locks and
+        on the helper, so this process's own work goes on meanwhile)."""
+        with cls._lock:
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._connect, daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def wait(cls) -> str:
+        cls.start()
+        assert cls._thread is not None
+        cls._thread.join()
+        if cls.url is None:
+            with cls._lock:
+                cls._thread = None  # a later call tries again
+            raise RuntimeError(f"the Prefect API server did not start: {cls.error}")
+        return cls.url
+
+    @classmethod
+    def _connect(cls) -> None:
+        try:
+            files = _files()
+            if cls._clients is None:
+                cls._clients = open(files["clients"], "a")  # noqa: SIM115 (held until exit)
+                fcntl.flock(cls._clients, fcntl.LOCK_SH)
+            with open(files["start.lock"], "a") as start:
+                fcntl.flock(start, fcntl.LOCK_EX)
+                cls.url = _running_server(files["json"]) or _start_helper(files, start)
+        except Exception as error:
+            cls.error = f"{type(error).__name__}: {error}"
+
+
+def _start_helper(files: dict[str, Path], start: IO[str]) -> str:
+    """Start the helper; it keeps the start lock (inherited) until its server answers."""
+    read_end, write_end = os.pipe()
+    with open(files["log"], "a") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.state_server", str(start.fileno()), str(write_end)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(start.fileno(), write_end),
+            start_new_session=True,  # a Ctrl-C meant for the command does not reach it
+        )
+    os.close(write_end)
+    with os.fdopen(read_end) as replies:
+        line = replies.readline()
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        reply = {"error": f"the helper exited with code {process.wait()}"}
+    if "api_url" not in reply:
+        raise RuntimeError(f"{reply['error']} (see {files['log']})")
+    return reply["api_url"]
+
+
+def serve(start_fd: int, reply_fd: int) -> int:
+    """The helper: bring the server up, publish it, serve until no command is left."""
+    files = _files()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with os.fdopen(reply_fd, "w") as reply:
+        try:
+            from prefect.server.api.server import SubprocessASGIServer
+
+            server = SubprocessASGIServer()
+            server.start()
+            from mlflow import MlflowClient
+
+            MlflowClient().search_experiments(max_results=1)  # creates and migrates its DB
+        except Exception as error:  # the command raises it
+            reply.write(json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n")
+            return 1
+        with atomic_path(files["json"]) as tmp:
+            tmp.write_text(json.dumps({"api_url": server.api_url, "pid": os.getpid()}))
+        os.close(start_fd)  # others may now find it
+        reply.write(json.dumps({"api_url": server.api_url}) + "\n")
+    try:
+        with open(files["clients"], "a") as clients:
+            while not stopping.wait(POLL_SECONDS):
+                try:
+                    fcntl.flock(clients, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a command still uses the server
+                break  # none does; a command arriving now waits for the lock, then starts one
+            files["json"].unlink(missing_ok=True)
+    finally:
+        server.stop()
+    return 0  # the lock on server.clients goes with this process
+
+
+if __name__ == "__main__":
+    sys.exit(serve(int(sys.argv[1]), int(sys.argv[2])))

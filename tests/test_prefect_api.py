@@ -1,0 +1,108 @@
+"""The command's shared Prefect API (flows/prefect_api.py) in its default `background` mode:
+a helper process boots the server, and nothing outlives the command, even when killed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import state_env
+
+from flows import prefect_api
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _background_env(state: Path) -> dict[str, str]:
+    env = state_env(state, ORCA_PREFECT_API="background")
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _processes_of(state: Path) -> list[int]:
+    """Live processes whose environment points at this state directory."""
+    marker = f"ORCA_HOME={state}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if marker in environ and "\nState:\tZ" not in status:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_until_gone(state: Path, seconds: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _processes_of(state)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process environments in /proc")
+def test_command_runs_on_the_helper_server_and_leaves_nothing_behind(tmp_path):
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "ingest", "digits", "--json"],
+        env=_background_env(state),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["splits"]["train"]["rows"] > 0
+    # The flow ran on the helper's server, which used this state's Prefect and MLflow files.
+    assert (state / "prefect" / "prefect.db").is_file()
+    assert (state / "mlflow.db").is_file()
+    with sqlite3.connect(state / "prefect" / "prefect.db") as db:
+        (states,) = db.execute("SELECT group_concat(state_name) FROM flow_run").fetchone()
+    assert states == "Completed"
+    assert _wait_until_gone(state) == []
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process environments in /proc")
+def test_killed_command_takes_its_server_down(tmp_path):
+    state = tmp_path / "state"
+    script = (
+        "from orca.state import activate; activate()\n"
+        "from flows import prefect_api\n"
+        "prefect_api.boot()\n"
+        "with prefect_api.shared_prefect_api() as url:\n"
+        "    print(url, flush=True)\n"
+        "    import time; time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=_background_env(state),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
+        assert len(_processes_of(state)) >= 3  # this one, the helper, the server
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert _wait_until_gone(state) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_unknown_api_mode_names_the_variable_and_the_choices(monkeypatch):
+    monkeypatch.setenv("ORCA_PREFECT_API", "threaded")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with pytest.raises(ValueError, match=r"\$ORCA_PREFECT_API='threaded'.*background, inline"):
+        prefect_api.boot()
