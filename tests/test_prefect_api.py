@@ -106,3 +106,27 @@ def test_unknown_api_mode_names_the_variable_and_the_choices(monkeypatch):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(ValueError, match=r"\$ORCA_PREFECT_API='threaded'.*background, inline"):
         prefect_api.boot()
+
+
+def test_a_new_state_starts_from_the_migrated_template(tmp_path, monkeypatch):
+    from flows import prefect_db
+
+    template = prefect_db.make_template()  # made by `make bootstrap`, else here
+    with sqlite3.connect(template) as db:
+        (head,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"flow_run", "task_run", "events", "artifact"} <= tables
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    assert prefect_db.seed_state_database()
+    seeded = tmp_path / "prefect" / "prefect.db"
+    with sqlite3.connect(seeded) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
+        db.execute("CREATE TABLE mine (x)")  # an existing database is never replaced
+    assert not prefect_db.seed_state_database()
+    with sqlite3.connect(seeded) as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name='mine'").fetchone()
+
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://db/prefect")
+    assert prefect_db.state_database() is None  # another database: left to Prefect

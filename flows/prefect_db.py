@@ -1,0 +1,93 @@
+"""A migrated, empty Prefect database to start new state directories from.
+
+Prefect's server brings a new SQLite database to its schema by running its whole chain of
+migrations (about 150), which took 15 s of CPU on a 2-core machine: more than the rest of
+the server's start-up, and paid by every new state directory (every test, every fresh
+benchmark). So the chain is run once per installed Prefect version, with Prefect's own
+`prefect server database upgrade`, into a template database kept with the installation
+(under sys.prefix, not the home directory); a new state directory starts from a copy of it.
+The server still checks the schema on start, so a template that is somehow behind is
+migrated the usual way.
+
+`make bootstrap` makes the template (`python -m flows.prefect_db`); if it is missing, the
+first state directory to need it makes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from orca.atomic import atomic_path
+
+SQLITE_URL_PREFIX = "sqlite+aiosqlite:///"
+
+
+def template_path() -> Path:
+    from importlib.metadata import version
+
+    return Path(sys.prefix) / "share" / "orca" / f"prefect-{version('prefect')}.db"
+
+
+def state_database() -> Path | None:
+    """The state's Prefect SQLite file, or None where Prefect is set to another database."""
+    url = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or os.environ.get(
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+    )
+    if url:
+        is_sqlite = url.startswith(SQLITE_URL_PREFIX)
+        return Path(url.removeprefix(SQLITE_URL_PREFIX)) if is_sqlite else None
+    home = os.environ.get("PREFECT_HOME")
+    return Path(home) / "prefect.db" if home else None
+
+
+def make_template() -> Path:
+    """Run Prefect's migrations into the template database (once per Prefect version)."""
+    template = template_path()
+    if template.is_file():
+        return template
+    with tempfile.TemporaryDirectory(prefix="orca-prefect-db-") as scratch:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PREFECT_API_DATABASE", "PREFECT_SERVER_DATABASE"))
+        }
+        env["PREFECT_HOME"] = scratch
+        subprocess.run(
+            [str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        migrated = Path(scratch) / "prefect.db"
+        with sqlite3.connect(migrated) as db:  # one self-contained file, no write-ahead log
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("PRAGMA journal_mode=DELETE")
+        with atomic_path(template) as tmp:
+            shutil.copyfile(migrated, tmp)
+    return template
+
+
+def seed_state_database() -> bool:
+    """Start the state's Prefect database from the template if it does not exist yet;
+    True if it was seeded. A failure leaves it to the server's own migrations."""
+    database = state_database()
+    if database is None or database.exists():
+        return False
+    try:
+        template = make_template()
+        with atomic_path(database) as tmp:
+            shutil.copyfile(template, tmp)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    print(make_template())
