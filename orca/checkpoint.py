@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -15,12 +16,25 @@ class CheckpointError(ValueError):
     """A checkpoint is unreadable or does not fit the model it is loaded into."""
 
 
+METADATA_KEY = "orca"
+
+
+def file_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    """The safetensors header metadata for `metadata`: one key holding sorted JSON.
+
+    safetensors writes several metadata keys in an order that changes from one process to
+    the next, so the same weights would give files with different bytes, and so different
+    fingerprints and cache keys downstream. One key has one order."""
+    return {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True)}
+
+
 def save_state(
     path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
+    """Write `state` atomically; the same tensors and metadata always give the same bytes."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata or {})
+        save_file(tensors, str(tmp), metadata=file_metadata(metadata))
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -91,6 +92,37 @@ def write_tiny_bert(
 @pytest.fixture(scope="session")
 def state_root() -> Path:
     return Path(os.environ["ORCA_HOME"])
+
+
+def cached_stage_flow(stage_name: str) -> tuple[Any, list[int]]:
+    """A flow running one cached stage-like task (a stage's cache policy, the configured
+    result storage): returns (run, calls); run(value) -> (state name, result), and calls
+    lists the values the task computed."""
+    from prefect import flow, task
+
+    from tasks import storage
+    from tasks.caching import stage_cache_policy, stage_dir
+
+    calls: list[int] = []
+
+    @task(
+        cache_policy=stage_cache_policy(stage_name),
+        result_storage=storage.result_storage(),
+        persist_result=True,
+        result_serializer="json",
+    )
+    def stage(value: int) -> dict:
+        calls.append(value)
+        stage_dir(stage_name, {"value": value}).mkdir(parents=True, exist_ok=True)
+        return {"double": 2 * value}
+
+    @flow
+    def run(value: int) -> tuple[str, dict]:
+        storage.ensure_result_storage()
+        state = stage(value, return_state=True)
+        return state.name, state.result()
+
+    return run, calls
 
 
 def state_env(state: Path, **extra: str) -> dict[str, str]:

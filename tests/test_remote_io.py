@@ -6,6 +6,7 @@ import errno
 
 import fsspec
 import pytest
+from conftest import cached_stage_flow
 from fsspec.implementations.memory import MemoryFileSystem
 
 from tasks import remote_io, stages
@@ -108,32 +109,8 @@ def test_cache_records_on_a_flaky_url_are_written_and_read(
     prefect_harness, flaky_memory, monkeypatch
 ):
     """Prefect's result store goes through the block's async reads and writes."""
-    from prefect import flow, task
-
-    from tasks import storage
-    from tasks.caching import stage_cache_policy, stage_dir
-
-    url = "memory://orca-remote-io/cache"
-    monkeypatch.setenv("ORCA_RESULT_STORAGE", url)
-    calls = []
-
-    @task(
-        cache_policy=stage_cache_policy("remote-io-test"),
-        result_storage=storage.result_storage(),
-        persist_result=True,
-        result_serializer="json",
-    )
-    def stage(value: int) -> dict:
-        calls.append(value)
-        stage_dir("remote-io-test", {"value": value}).mkdir(parents=True, exist_ok=True)
-        return {"double": 2 * value}
-
-    @flow
-    def run(value: int) -> tuple[str, dict]:
-        storage.ensure_result_storage()
-        state = stage(value, return_state=True)
-        return state.name, state.result()
-
+    monkeypatch.setenv("ORCA_RESULT_STORAGE", "memory://orca-remote-io/cache")
+    run, calls = cached_stage_flow("remote-io-test")
     flaky_memory.extend([ConnectionResetError("reset"), ConnectionResetError("reset")])
     assert run(5) == ("Completed", {"double": 10})
     assert flaky_memory == []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cached_stage_flow
 from mlflow import MlflowClient
 
 from flows.cli import main
@@ -136,33 +137,15 @@ def test_records_at_a_remote_url_are_cached_and_dropped_with_their_artifacts(
     import shutil
 
     import fsspec
-    from prefect import flow, task
 
     from tasks import storage
-    from tasks.caching import stage_cache_policy, stage_dir
+    from tasks.caching import stage_dir
 
     url = "memory://orca-tests/records"  # a RemoteFileSystem, as s3:// or gcs:// would be
     monkeypatch.setenv("ORCA_RESULT_STORAGE", url)
     slug = f"orca-retrying-remote-file-system/{storage.block_name(url)}"
     assert storage.result_storage() == slug
-    calls = []
-
-    @task(
-        cache_policy=stage_cache_policy("storage-test"),
-        result_storage=storage.result_storage(),
-        persist_result=True,
-        result_serializer="json",
-    )
-    def stage(value: int) -> dict:
-        calls.append(value)
-        stage_dir("storage-test", {"value": value}).mkdir(parents=True, exist_ok=True)
-        return {"double": 2 * value}
-
-    @flow
-    def run(value: int) -> tuple[str, dict]:
-        storage.ensure_result_storage()
-        state = stage(value, return_state=True)
-        return state.name, state.result()
+    run, calls = cached_stage_flow("storage-test")
 
     assert run(21) == ("Completed", {"double": 42})
     assert run(21) == ("Cached", {"double": 42})

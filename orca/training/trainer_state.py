@@ -45,7 +45,7 @@ import torch
 from safetensors.torch import save_file
 
 from orca.atomic import atomic_directory, atomic_path
-from orca.checkpoint import CheckpointError, load_into, load_state, save_state
+from orca.checkpoint import CheckpointError, file_metadata, load_into, load_state, save_state
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -306,7 +306,7 @@ def _save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str
         save_state(path, state, metadata)  # shared, strided or device tensors: copies first
         return
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=file_metadata(metadata))
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
