@@ -5,8 +5,8 @@ Prefect's cache refresh on (PREFECT_TASKS_REFRESH_CACHE=true), so every round re
 every stage, as a weekly refresh with changed code would, instead of reading round 1's
 records. For each round it prints:
 
-- the wall time and the peak resident memory: of the largest single process (the command,
-  a worker, the Prefect server), and of the whole process tree sampled every 0.5 s;
+- the wall time and the peak resident memory, sampled every 0.5 s: of the whole process
+  tree, and of its largest single process (the command, a worker, the Prefect server);
 - how much each part of the state directory grew. Recomputed stages overwrite their
   content-addressed directories, so only the records of the new runs should add bytes:
   the MLflow and Prefect databases, MLflow's run artifacts, and logs. Stage artifacts and
@@ -55,10 +55,11 @@ def leftovers(state: Path) -> list[str]:
 
 
 class TreeMemory:
-    """Peak total RSS of a process and its descendants, sampled from /proc."""
+    """Peak RSS of a process and its descendants, sampled from /proc: `peak` of their total,
+    `largest` of any one of them."""
 
     def __init__(self, pid: int, every: float = 0.5):
-        self.pid, self.every, self.peak = pid, every, 0
+        self.pid, self.every, self.peak, self.largest = pid, every, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -95,7 +96,9 @@ class TreeMemory:
             tree, pending, total = self._children(), [self.pid], 0
             while pending:
                 pid = pending.pop()
-                total += self._rss(pid)
+                rss = self._rss(pid)
+                total += rss
+                self.largest = max(self.largest, rss)
                 pending.extend(tree.get(pid, []))
             self.peak = max(self.peak, total)
             self._stop.wait(self.every)
@@ -108,7 +111,6 @@ def run_round(args: argparse.Namespace, state: Path, reports: Path) -> dict:
     command = [str(BIN / "orca"), "demo", "--seeds", str(args.seeds), "--workers"]
     command += [str(args.workers), "--reports-dir", str(reports), "--json"]
     started = time.perf_counter()
-    before = _children_peak()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with TreeMemory(process.pid) as memory:
         out, err = process.communicate()
@@ -118,16 +120,10 @@ def run_round(args: argparse.Namespace, state: Path, reports: Path) -> dict:
     summary = json.loads(out.decode().strip().splitlines()[-1])
     return {
         "wall": wall,
-        "largest_process": max(_children_peak(), before),
+        "largest_process": memory.largest,
         "tree_peak": memory.peak,
         "summary": summary,
     }
-
-
-def _children_peak() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
 
 
 def metrics_of(summary: dict) -> dict[tuple, tuple[float, float]]:
