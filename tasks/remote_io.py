@@ -157,27 +157,18 @@ class RetryingRemoteFileSystem(RemoteFileSystem):
             lambda: write(path, content), f"writing {self.basepath}/{path}"
         )
 
-    # Prefect passes _sync=True to ask its dispatching methods for the blocking form (which
-    # these are), and _sync=False for the coroutine.
+    # Prefect passes _sync=True to ask its dispatching methods for the blocking form, and
+    # _sync=False for the coroutine; the blocking forms are RemoteFileSystem's own, retried.
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:
         if _sync is False:
             return self.aread_path(path)  # type: ignore[return-value]
-
-        def read() -> bytes:
-            with self.filesystem.open(self._resolve_path(path), "rb") as handle:
-                return handle.read()
-
-        return retry_transient(read, f"reading {self.basepath}/{path}")
+        read = super().read_path
+        return retry_transient(lambda: read(path, _sync=True), f"reading {self.basepath}/{path}")
 
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> str:
         if _sync is False:
             return self.awrite_path(path, content)  # type: ignore[return-value]
-
-        def write() -> str:
-            target = self._resolve_path(path)
-            self.filesystem.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            with self.filesystem.open(target, "wb") as handle:
-                handle.write(content)
-            return target
-
-        return retry_transient(write, f"writing {self.basepath}/{path}")
+        write = super().write_path
+        return retry_transient(
+            lambda: write(path, content, _sync=True), f"writing {self.basepath}/{path}"
+        )

@@ -125,6 +125,12 @@ def cached_stage_flow(stage_name: str) -> tuple[Any, list[int]]:
     return run, calls
 
 
+def set_args(overrides: dict[str, dict[str, Any]]) -> list[str]:
+    """`orca ... --set` arguments for config overrides ({"refine": {"epochs": 1}})."""
+    return [f"--set={section}.{name}={value}" for section, fields in overrides.items()
+            for name, value in fields.items()]  # fmt: skip
+
+
 def state_env(state: Path, **extra: str) -> dict[str, str]:
     """os.environ for a subprocess whose state lives under `state`.
 

@@ -15,22 +15,19 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import state_env
+from conftest import set_args, state_env
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
-    "proxy.max_examples": 60,
-    "proxy.max_tokens": 16,
-    "align.epochs": 1,
-    "align.samples_per_class": 8,
-    "refine.epochs": 1,
-    "refine.batch_size": 16,
+    "proxy": {"max_examples": 60, "max_tokens": 16},
+    "align": {"epochs": 1, "samples_per_class": 8},
+    "refine": {"epochs": 1, "batch_size": 16},
 }
 PROBLEMS = ("database is locked", "Traceback", "OperationalError")
 
 
 def _bench(state: Path, bert: Path) -> subprocess.Popen[str]:
-    overrides = [f"--set={key}={value}" for key, value in TINY.items()]
+    overrides = set_args(TINY)
     command = [sys.executable, "-m", "flows.cli", "bench", "--tasks", "gunpoint", "--methods"]
     command += ["orca", "--seeds", "1", "--backbone", str(bert), *overrides, "--json"]
     env = state_env(state, ORCA_PREFECT_API="background", OMP_NUM_THREADS="1")

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import state_env
+from conftest import set_args, state_env
 from mlflow import MlflowClient
 
 from flows import prefect_api
@@ -70,7 +70,7 @@ def uninterrupted(tiny_bert_dir, api_url) -> dict[str, Any]:
 
 
 def _command(tiny_bert_dir: Path) -> list[str]:
-    overrides = [f"--set={s}.{k}={v}" for s, fields in TINY.items() for k, v in fields.items()]
+    overrides = set_args(TINY)
     return [sys.executable, "-m", "flows.cli", "run", "gunpoint", "--backbone",
             str(tiny_bert_dir), *overrides, "--json"]  # fmt: skip
 

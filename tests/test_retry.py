@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+from conftest import set_args
 
 from flows.cli import main
 from orca.pipeline_config import PipelineConfig
@@ -20,7 +21,7 @@ TINY = {
     "align": {"epochs": 1, "samples_per_class": 8},
     "refine": {"epochs": 1, "batch_size": 16, "lr": 5e-4},
 }
-TINY_ARGS = [f"--set={section}.{name}={v}" for section, d in TINY.items() for name, v in d.items()]
+TINY_ARGS = set_args(TINY)
 
 
 def _failed_run_id(stderr: str) -> str:
