@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, runtime, task
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from orca.benchmark_config import BenchmarkConfig
@@ -38,15 +39,9 @@ from tasks.caching import pipeline_run_cache_policy
 def run_pipeline(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
     """One pipeline run, nested under the benchmark's MLflow run; models are not registered
     here (the compare flow registers each task's champion)."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
     from flows.pipeline import pipeline  # imported here: resolves in a process-pool worker
 
-    # The run lives and dies with the benchmark's flow run, whose heartbeat speaks for it.
-    # Its own heartbeat thread would cost up to a second per run: Prefect joins the thread
-    # at the end of every flow run, and the thread sleeps in one-second steps.
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+    return pipeline(config, parent_run_id=parent_run_id, register_model=False)
 
 
 def _reuse(config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]) -> dict[str, Any]:
@@ -80,20 +75,26 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
         str(runtime.flow_run.id),
         benchmark_tracking.benchmark_params(config, len(runs)),
     )
-    futures = [run_pipeline.submit(run, parent) for run in runs]
     results, failures = [], []
-    for run, future in zip(runs, futures, strict=True):
-        state = future.wait() or future.state
-        if not state.is_completed():
-            failures.append(f"{_label(run)}: {state.message}")
-            continue
-        try:
-            result = future.result()
-            if state.name == "Cached":
-                result = _reuse(run, parent, result)
-        except Exception as error:  # a rerun of a reused run failed: record it, go on
-            failures.append(f"{_label(run)}: {type(error).__name__}: {error}")
-            continue
-        results.append(result)
+    # The runs' settings, which the task runner hands on to them: their nested flow runs
+    # live and die with this flow run, whose heartbeat speaks for them. A heartbeat thread
+    # each would cost up to a second per run: Prefect joins it at the end of every flow
+    # run, and it sleeps in one-second steps. (Set once here: a settings copy per run costs
+    # about 20 ms.)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        futures = [run_pipeline.submit(run, parent) for run in runs]
+        for run, future in zip(runs, futures, strict=True):
+            state = future.wait() or future.state
+            if not state.is_completed():
+                failures.append(f"{_label(run)}: {state.message}")
+                continue
+            try:
+                result = future.result()
+                if state.name == "Cached":
+                    result = _reuse(run, parent, result)
+            except Exception as error:  # a rerun of a reused run failed: record it, go on
+                failures.append(f"{_label(run)}: {type(error).__name__}: {error}")
+                continue
+            results.append(result)
     benchmark_tracking.finish_parent_run(parent, len(results), failures)
     return {"benchmark_run_id": parent, "results": results, "failures": failures}

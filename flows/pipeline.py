@@ -132,17 +132,20 @@ def run_stages(
     # stage ends. Inside an enclosing transaction (the benchmark's cached pipeline-run task)
     # Prefect would otherwise defer both to the end of the whole run: other runs waiting for
     # a shared stage would wait for that, and a later failure would roll the records back.
-    with transaction(commit_mode=CommitMode.EAGER):
-        for name in names:
-            stage_task, arguments = stage_call(config, name, references)
-            if name == refresh:
-                stage_task = stage_task.with_options(refresh_cache=True)
-            state = stage_task(**arguments, return_state=True)
-            states[name] = state.name
-            progress.stage_ended(name, state.name)
-            references[name] = state.result()  # raises the stage's error if it failed
-            if on_stage is not None:
-                on_stage(name, state.name, references[name])
+    try:
+        with transaction(commit_mode=CommitMode.EAGER):
+            for name in names:
+                stage_task, arguments = stage_call(config, name, references)
+                if name == refresh:
+                    stage_task = stage_task.with_options(refresh_cache=True)
+                state = stage_task(**arguments, return_state=True)
+                states[name] = state.name
+                progress.stage_ended(name, state.name)
+                references[name] = state.result()  # raises the stage's error if it failed
+                if on_stage is not None:
+                    on_stage(name, state.name, references[name])
+    finally:
+        progress.flush_artifacts()  # the stages' progress artifacts, sent in the background
     return references
 
 

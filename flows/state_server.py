@@ -22,6 +22,7 @@ by SIGKILL, so a killed command leaves nothing running and nothing stale):
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import os
@@ -40,6 +41,7 @@ from orca.atomic import atomic_path
 from orca.state import StateDir
 
 POLL_SECONDS = 1.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _files() -> dict[str, Path]:
@@ -161,7 +163,7 @@ class ApiServer:
             [sys.executable, "-m", "uvicorn", "--factory", "flows.state_server:ephemeral_app",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error",
              "--lifespan", "on"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_exit_with_parent,
         )  # fmt: skip
         self.api_url = f"http://127.0.0.1:{self.port}/api"
 
@@ -190,6 +192,17 @@ class ApiServer:
             self.process.wait()
 
 
+def _exit_with_parent() -> None:
+    """In the server's process, before it starts: where Linux allows, have the kernel send
+    it SIGTERM when the helper dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so that no
+    server outlives its helper."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the helper's own stop() has to do
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -202,23 +215,22 @@ def serve(start_fd: int, reply_fd: int) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
-    with open(files["log"], "a") as log, os.fdopen(reply_fd, "w") as reply:
+    with open(files["log"], "a") as log:
         seed_state_database()  # a new state starts from a migrated copy (flows/prefect_db.py)
         server = ApiServer(log)
+    try:
         try:
             from mlflow import MlflowClient
 
             MlflowClient().search_experiments(max_results=1)  # creates and migrates its DB
             server.wait_healthy(timeout)
         except Exception as error:  # the command raises it
-            server.stop()
-            reply.write(json.dumps({"error": f"{type(error).__name__}: {error}"}) + "\n")
+            _reply(reply_fd, {"error": f"{type(error).__name__}: {error}"})
             return 1
         with atomic_path(files["json"]) as tmp:
             tmp.write_text(json.dumps({"api_url": server.api_url, "pid": os.getpid()}))
         os.close(start_fd)  # others may now find it
-        reply.write(json.dumps({"api_url": server.api_url}) + "\n")
-    try:
+        _reply(reply_fd, {"api_url": server.api_url})
         with open(files["clients"], "a") as clients:
             while not stopping.wait(POLL_SECONDS):
                 try:
@@ -230,6 +242,17 @@ def serve(start_fd: int, reply_fd: int) -> int:
     finally:
         server.stop()
     return 0  # the lock on server.clients goes with this process
+
+
+def _reply(reply_fd: int, message: dict[str, str]) -> None:
+    """Answer the command that started the helper. If it has gone (killed, or failed while
+    the server booted), the helper serves on: it stops as soon as no command is left."""
+    try:
+        os.write(reply_fd, (json.dumps(message) + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(reply_fd)
 
 
 if __name__ == "__main__":

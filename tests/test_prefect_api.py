@@ -4,6 +4,7 @@ a helper process boots the server, and nothing outlives the command, even when k
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -99,6 +100,61 @@ def test_killed_command_takes_its_server_down(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process environments in /proc")
+def test_command_that_dies_while_the_server_boots_leaves_nothing_behind(tmp_path):
+    """The command exits (a crash, a Ctrl-C) after starting the helper but before the
+    server answers: the helper cannot reply to it, and must still take the server down."""
+    state = tmp_path / "state"
+    script = (
+        "import os, time\n"
+        "from orca.state import StateDir, activate; activate()\n"
+        "from flows import prefect_api\n"
+        "prefect_api.boot()\n"
+        "log = StateDir.from_env().prefect_home / 'server.log'\n"
+        "while not log.exists(): time.sleep(0.01)  # the helper has been started\n"
+        "os._exit(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=_background_env(state), cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 3
+    assert _processes_of(state) != []  # the helper, booting the server
+    assert _wait_until_gone(state, seconds=120) == []
+    assert not (state / "prefect" / "server.json").exists()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process environments in /proc")
+def test_server_goes_down_with_a_killed_helper(tmp_path):
+    state = tmp_path / "state"
+    script = (
+        "from orca.state import activate; activate()\n"
+        "from flows.state_server import Connection\n"
+        "print(Connection.wait(), flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=_background_env(state),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        process.stdout.readline()
+        helper = json.loads((state / "prefect" / "server.json").read_text())["pid"]
+        others = set(_processes_of(state)) - {process.pid, helper}
+        assert others, "the server process"
+        os.kill(helper, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while set(_processes_of(state)) & others and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not set(_processes_of(state)) & others
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert _wait_until_gone(state) == []
 
 
 def test_unknown_api_mode_names_the_variable_and_the_choices(monkeypatch):
