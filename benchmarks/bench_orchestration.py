@@ -29,10 +29,12 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -115,6 +117,37 @@ def run_process(command: list[str], env: dict[str, str]) -> tuple[float, dict]:
     return elapsed, json.loads(done.stdout.strip().splitlines()[-1])
 
 
+STAGES = ("ingest", "proxy", "align", "refine", "evaluate")
+
+
+def _utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def flow_breakdown(prefect_db: Path, started: float, ended: float) -> dict[str, float]:
+    """Where the flow side's wall time went, from its Prefect database: before and after
+    the benchmark flow run, and inside it the stage task runs by stage (their
+    start-to-end times) and everything else (the runs' flow runs, cache records, MLflow)."""
+    with sqlite3.connect(prefect_db) as db:
+        flow_runs = db.execute(
+            "SELECT flow_run.start_time, flow_run.end_time FROM flow_run JOIN flow "
+            "ON flow.id = flow_run.flow_id WHERE flow.name = 'orca-benchmark'"
+        ).fetchall()
+        tasks = db.execute("SELECT name, start_time, end_time FROM task_run").fetchall()
+    (flow_start, flow_end), *_ = flow_runs
+    times = {"before the flow run": _utc(flow_start) - started}
+    for stage in STAGES:
+        times[stage] = sum(
+            _utc(end) - _utc(start)
+            for name, start, end in tasks
+            if start and end and name.rsplit("-", 1)[0] == stage
+        )
+    inside = _utc(flow_end) - _utc(flow_start)
+    times["between the stages"] = inside - sum(times[stage] for stage in STAGES)
+    times["after the flow run"] = ended - _utc(flow_end)
+    return times
+
+
 HOLD_SERVER = """
 from orca.state import activate
 activate()
@@ -187,6 +220,7 @@ def main() -> None:
         selection = ["--tasks", *args.tasks] if args.tasks else ["--suite", args.suite]
         flow_env = {**env, "ORCA_HOME": str(scratch / "flow")}
         holder = hold_server(flow_env) if args.api == "running" else None
+        flow_started = time.time()
         flow_wall, flow_out = run_process(
             [
                 str(BIN / "orca"),
@@ -201,6 +235,9 @@ def main() -> None:
                 "--json",
             ],
             flow_env,
+        )
+        breakdown = flow_breakdown(
+            scratch / "flow" / "prefect" / "prefect.db", flow_started, flow_started + flow_wall
         )
         if holder is not None:
             holder.kill()
@@ -225,6 +262,24 @@ def main() -> None:
         f"runs: {runs} direct, {flow_out['runs']} through the flow; flow failures: "
         f"{flow_out['failures']}"
     )
+    direct_times = {
+        "before the flow run": direct_wall - direct_out["compute_seconds"],
+        **{stage: sum(run["times"][stage] for run in direct_out["runs"]) for stage in STAGES},
+    }
+    print(f"{'where the time went':<22} {'direct':>8} {'flow':>8} {'flow-direct':>12}")
+    for part, flow_seconds in breakdown.items():
+        direct_seconds = direct_times.get(part, 0.0)
+        print(
+            f"{part:<22} {direct_seconds:8.1f} {flow_seconds:8.1f} "
+            f"{flow_seconds - direct_seconds:+12.1f}"
+        )
+    flow_values = {(r["task"], r["method"], r["seed"]): r["value"] for r in flow_out["results"]}
+    differing = [
+        (run["task"], run["method"], run["seed"])
+        for run in direct_out["runs"]
+        if flow_values.get((run["task"], run["method"], run["seed"])) != run["value"]
+    ]
+    print(f"test metrics equal on both sides: {not differing} {differing or ''}")
     print(f"direct (process, imports included)  {direct_wall:8.1f} s")
     print(f"direct compute alone                {direct_out['compute_seconds']:8.1f} s")
     print(f"benchmark flow (whole orca bench)   {flow_wall:8.1f} s")

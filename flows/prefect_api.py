@@ -7,10 +7,9 @@ $ORCA_PREFECT_API, from API_MODES:
 
 - `background` (the default for the `orca` command): the state directory's one server,
   shared by every command on it (flows/state_server.py). `boot()`, called as soon as the
-  command's arguments are parsed, finds it or starts it in a helper process, which also
-  opens the MLflow store (on a fresh state directory both run their database migrations)
-  while this process imports torch and the flows: starting them one after the other cost
-  about 10 s per command on 2 cores. The helper stops the server when the last command
+  command's arguments are parsed, finds it or starts it in a helper process while this
+  process imports torch and the flows: starting them one after the other cost about 10 s
+  per command on 2 cores. The helper stops the server when the last command
   using it exits, even when it is killed, so no server is left behind.
 - `inline`: the server is started in this process's thread when first needed, as
   Prefect's ephemeral mode would. The tests use it (tests/conftest.py), so that a test
@@ -92,9 +91,11 @@ API_MODES.register("background", ApiMode(boot=Connection.start, url=Connection.w
 def _inline_url() -> str:
     from prefect.server.api.server import SubprocessASGIServer
 
+    from flows import mlflow_db
     from flows.prefect_db import seed_state_database
 
     seed_state_database()
+    mlflow_db.seed_state_database()
 
     server = SubprocessASGIServer()  # the same instance ephemeral mode would start
     server.start()

@@ -2,8 +2,8 @@
 
 The first command that needs the API starts a helper process, `python -m
 flows.state_server`, which starts Prefect's API server as Prefect's ephemeral mode runs it
-(uvicorn on 127.0.0.1) and, while that boots, opens the MLflow store; the command goes on
-importing meanwhile. Commands that
+(uvicorn on 127.0.0.1); a new state directory's Prefect and MLflow databases are first
+copied from migrated templates. The command goes on importing meanwhile. Commands that
 start later on the same state directory, even at the same moment, find that server and use
 it: one server writes the state's Prefect database, so two `orca bench` started together do
 not fight over the SQLite file. The helper stops the server once no command is left.
@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from flows import mlflow_db
 from flows.prefect_db import seed_state_database
 from orca.atomic import atomic_path
 from orca.state import StateDir
@@ -155,7 +156,8 @@ def ephemeral_app():
 class ApiServer:
     """`python -m uvicorn --factory flows.state_server:ephemeral_app` on a free local port:
     what Prefect's SubprocessASGIServer runs, started here without importing Prefect's
-    server into the helper, so that the helper opens the MLflow store meanwhile."""
+    server into the helper, which meanwhile creates the MLflow store where no template could
+    be copied."""
 
     def __init__(self, log: IO[str]) -> None:
         self.port = _free_port()
@@ -216,13 +218,16 @@ def serve(start_fd: int, reply_fd: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
     with open(files["log"], "a") as log:
-        seed_state_database()  # a new state starts from a migrated copy (flows/prefect_db.py)
+        # A new state starts from migrated copies (flows/prefect_db.py, flows/mlflow_db.py).
+        seed_state_database()
+        mlflow_db.seed_state_database()
         server = ApiServer(log)
     try:
         try:
-            from mlflow import MlflowClient
+            if not mlflow_db.is_ready():  # not seeded: MLflow creates and migrates it now
+                from mlflow import MlflowClient
 
-            MlflowClient().search_experiments(max_results=1)  # creates and migrates its DB
+                MlflowClient().search_experiments(max_results=1)
             server.wait_healthy(timeout)
         except Exception as error:  # the command raises it
             _reply(reply_fd, {"error": f"{type(error).__name__}: {error}"})

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,38 @@ def test_a_new_state_starts_from_the_migrated_template(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://db/prefect")
     assert prefect_db.state_database() is None  # another database: left to Prefect
+
+
+def test_a_new_state_starts_from_the_mlflow_template(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from flows import mlflow_db
+    from orca.state import StateDir
+
+    template = mlflow_db.make_template()  # made by `make bootstrap`, else here
+    with closing(sqlite3.connect(template)) as db:
+        (head,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+
+    state = StateDir(tmp_path / "state").create()
+    uri = state.mlflow_uri
+    monkeypatch.setenv("ORCA_HOME", str(state.root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert not mlflow_db.is_ready()
+    assert mlflow_db.seed_state_database() and mlflow_db.is_ready()
+    store = state.root / "mlflow.db"
+    with closing(sqlite3.connect(store)) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
+    # MLflow opens the copy as its own store (no migration), and it keeps the Default
+    # experiment's artifacts in the state directory, not under the working directory.
+    client = MlflowClient(uri)
+    default = client.get_experiment("0")
+    assert default.artifact_location == (state.mlflow_artifacts / "0").as_uri()
+    run = client.create_run("0", run_name="seeded")
+    client.log_metric(run.info.run_id, "x", 1.5)
+    assert client.get_run(run.info.run_id).data.metrics == {"x": 1.5}
+    assert not mlflow_db.seed_state_database()  # an existing store is never replaced
+    assert client.get_run(run.info.run_id).info.run_name == "seeded"
+    assert sorted(path.name for path in state.root.iterdir() if path.name.startswith(".")) == []
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert mlflow_db.state_database() is None and not mlflow_db.is_ready()
