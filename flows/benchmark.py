@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, runtime, task
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.settings import temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.prefect_api import heartbeats_off
 from orca.benchmark_config import BenchmarkConfig
 from orca.pipeline_config import PipelineConfig
 from tasks import benchmark_tracking, storage
@@ -77,11 +78,10 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     )
     results, failures = [], []
     # The runs' settings, which the task runner hands on to them: their nested flow runs
-    # live and die with this flow run, whose heartbeat speaks for them. A heartbeat thread
-    # each would cost up to a second per run: Prefect joins it at the end of every flow
-    # run, and it sleeps in one-second steps. (Set once here: a settings copy per run costs
-    # about 20 ms.)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    # live and die with this flow run, and send no heartbeats of their own unless the user
+    # asked for heartbeats (flows/prefect_api.py). Set once here: a settings copy per run
+    # costs about 20 ms.
+    with temporary_settings(updates=heartbeats_off()):
         futures = [run_pipeline.submit(run, parent) for run in runs]
         for run, future in zip(runs, futures, strict=True):
             state = future.wait() or future.state

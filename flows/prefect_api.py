@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from flows.state_server import Connection
 from orca.registry import Registry
@@ -76,8 +77,31 @@ def shared_prefect_api() -> Iterator[str]:
         yield configured
         return
     url = api_mode().url()
-    with temporary_settings(updates={PREFECT_API_URL: url}):
+    with temporary_settings(updates={PREFECT_API_URL: url, **heartbeats_off()}):
         yield url
+
+
+HEARTBEAT_SETTINGS = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
+def heartbeats_off() -> dict[Any, Any]:
+    """Prefect settings that stop flow runs sending heartbeats, or none where the user set
+    the heartbeat frequency (in the environment or the Prefect profile).
+
+    Heartbeats only matter to a server that watches for them (a zombie-run automation), and
+    each costs its flow run up to a second at the end: Prefect joins the heartbeat thread,
+    which sleeps in one-second steps. So they are off where nobody asked for them: in the
+    nested pipeline runs of a benchmark, and in every flow run on this command's own local
+    server (`shared_prefect_api`). Someone who watches heartbeats sets the frequency, and
+    then every flow run sends them.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    from prefect.settings.profiles import load_current_profile
+
+    profile = {setting.name for setting in load_current_profile().settings}
+    if any(name in os.environ or name in profile for name in HEARTBEAT_SETTINGS):
+        return {}
+    return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
 
 
 # --- background: the state directory's shared server (flows/state_server.py) ------------

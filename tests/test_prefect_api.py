@@ -222,3 +222,16 @@ def test_a_new_state_starts_from_the_mlflow_template(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
     assert mlflow_db.state_database() is None and not mlflow_db.is_ready()
+
+
+def test_heartbeats_are_off_unless_the_user_set_their_frequency(monkeypatch):
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    for name in prefect_api.HEARTBEAT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    off = prefect_api.heartbeats_off()
+    assert off == {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with temporary_settings(updates=off):
+        assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
+    monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # someone watches them
+    assert prefect_api.heartbeats_off() == {}
