@@ -89,5 +89,42 @@ def seed_state_database() -> bool:
     return True
 
 
+def use_immediate_transactions() -> None:
+    """In a Prefect server process, before its app is made: on a SQLite database, every
+    transaction Prefect begins takes the write lock at once (BEGIN IMMEDIATE).
+
+    Prefect begins most of its transactions DEFERRED: they read, then write. In SQLite's
+    write-ahead log, such a transaction cannot start writing once another connection has
+    written since it read (the server's services record task runs and events from other
+    connections all the time); it fails at once with "database is locked", whatever the
+    busy timeout. The API answers 503, and Prefect's client tries again two seconds later:
+    a nested flow run of a benchmark met this about once every ten seconds. A transaction
+    that begins IMMEDIATE waits for the lock instead (up to Prefect's busy timeout), which
+    costs milliseconds on one user's server. Other databases are left as they are.
+    """
+    from prefect.server.database.dependencies import set_database_config
+    from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
+
+    url = PREFECT_API_DATABASE_CONNECTION_URL.value()
+    if url.startswith(SQLITE_URL_PREFIX):
+        set_database_config(immediate_sqlite_configuration(url))
+
+
+def immediate_sqlite_configuration(url: str):
+    """Prefect's SQLite database configuration for `url`, beginning every transaction
+    IMMEDIATE (see use_immediate_transactions)."""
+    from contextlib import asynccontextmanager
+
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    class ImmediateSqliteConfiguration(AioSqliteConfiguration):
+        @asynccontextmanager
+        async def begin_transaction(self, session, with_for_update: bool = False):
+            async with super().begin_transaction(session, with_for_update=True) as transaction:
+                yield transaction
+
+    return ImmediateSqliteConfiguration(connection_url=url)
+
+
 if __name__ == "__main__":
     print(make_template())

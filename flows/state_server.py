@@ -147,9 +147,13 @@ def _start_helper(files: dict[str, Path], start: IO[str]) -> str:
 
 def ephemeral_app():
     """The uvicorn app factory: Prefect's API as its ephemeral mode serves it (the API and
-    the services an ephemeral server runs, no UI), on this state directory's database."""
+    the services an ephemeral server runs, no UI), on this state directory's database,
+    whose transactions take SQLite's write lock when they begin (flows/prefect_db.py)."""
     from prefect.server.api.server import create_app
 
+    from flows.prefect_db import use_immediate_transactions
+
+    use_immediate_transactions()
     return create_app(ephemeral=True, final=True)
 
 

@@ -235,3 +235,49 @@ def test_heartbeats_are_off_unless_the_user_set_their_frequency(monkeypatch):
         assert PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is None
     monkeypatch.setenv("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "60")  # someone watches them
     assert prefect_api.heartbeats_off() == {}
+
+
+@pytest.mark.parametrize("immediate", [True, False])
+def test_state_server_transactions_take_the_write_lock_when_they_begin(tmp_path, immediate):
+    """The state server's database transactions begin IMMEDIATE (flows/prefect_db.py): one
+    that has begun holds SQLite's write lock, so another writer waits for it instead of
+    failing later. Prefect's own configuration (the contrast) begins them DEFERRED."""
+    import asyncio
+
+    import sqlalchemy as sa
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    from flows import prefect_db
+
+    path = tmp_path / "prefect.db"
+    url = f"{prefect_db.SQLITE_URL_PREFIX}{path}"
+    config = (
+        prefect_db.immediate_sqlite_configuration(url)
+        if immediate
+        else AioSqliteConfiguration(connection_url=url)
+    )
+
+    def another_writer_can_begin() -> bool:
+        with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as other:
+            try:
+                other.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                assert "locked" in str(error)
+                return False
+            other.execute("ROLLBACK")
+            return True
+
+    async def scenario() -> tuple[bool, bool]:
+        engine = await config.engine()
+        try:
+            session = await config.session(engine)
+            async with session, config.begin_transaction(session):
+                await session.execute(sa.text("SELECT 1"))  # a read, as Prefect's begin
+                during = another_writer_can_begin()
+            return during, another_writer_can_begin()
+        finally:
+            await engine.dispose()
+
+    during, after = asyncio.run(scenario())
+    assert during is not immediate
+    assert after
