@@ -43,6 +43,7 @@ from orca.state import StateDir
 
 POLL_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STARTED_MESSAGE = "Prefect API server started"  # in server.log, once per server
 
 
 def _files() -> dict[str, Path]:
@@ -238,6 +239,7 @@ def serve(start_fd: int, reply_fd: int) -> int:
             return 1
         with atomic_path(files["json"]) as tmp:
             tmp.write_text(json.dumps({"api_url": server.api_url, "pid": os.getpid()}))
+        _log(files["log"], f"{STARTED_MESSAGE} at {server.api_url} (helper {os.getpid()})")
         os.close(start_fd)  # others may now find it
         _reply(reply_fd, {"api_url": server.api_url})
         with open(files["clients"], "a") as clients:
@@ -250,7 +252,13 @@ def serve(start_fd: int, reply_fd: int) -> int:
             files["json"].unlink(missing_ok=True)
     finally:
         server.stop()
+        _log(files["log"], f"Prefect API server stopped (helper {os.getpid()})")
     return 0  # the lock on server.clients goes with this process
+
+
+def _log(path: Path, message: str) -> None:
+    with open(path, "a") as log:
+        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} state server: {message}\n")
 
 
 def _reply(reply_fd: int, message: dict[str, str]) -> None:

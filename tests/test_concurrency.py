@@ -17,6 +17,8 @@ from pathlib import Path
 
 from conftest import set_args, state_env
 
+from flows.state_server import STARTED_MESSAGE
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "proxy": {"max_examples": 60, "max_tokens": 16},
@@ -47,7 +49,7 @@ def test_two_benches_at_once_share_one_server_and_compute_each_stage_once(tmp_pa
         assert (summary["runs"], summary["failures"]) == (1, [])
         assert not [problem for problem in PROBLEMS if problem in err], err[-3000:]
     log = (state / "prefect" / "server.log").read_text()
-    assert log.count("Creating initial MLflow database tables") == 1  # one helper started
+    assert log.count(STARTED_MESSAGE) == 1  # one helper started one server
     assert not [problem for problem in PROBLEMS if problem in log], log[-3000:]
 
     with sqlite3.connect(state / "prefect" / "prefect.db") as db:
