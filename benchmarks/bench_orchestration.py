@@ -15,6 +15,10 @@ Prefect server (flows/state_server.py) is started before the flow's clock starts
 a server is already up (another command on the same state, or a work pool's server): the
 flow's time then leaves out the server's start, but keeps everything else.
 
+It prints where the flow side's time went, from its Prefect database (before the
+benchmark flow run, each stage's task runs, the rest of the flow run, after it) next to the
+direct side's, and checks that both sides got the same test metric for every run.
+
 The script also prints the direct side's per-run stage times, which is what sizes the
 embedded demo (issue 5: about 10 minutes on 2 cores for the whole `orca demo`), and the
 test metric of each run on both sides (they should agree: same seeds, same code).
