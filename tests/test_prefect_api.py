@@ -44,11 +44,28 @@ def _processes_of(state: Path) -> list[int]:
     return found
 
 
-def _wait_until_gone(state: Path, seconds: float = 30.0) -> list[int]:
+def _wait_until_gone(
+    state: Path, seconds: float = 30.0, among: set[int] | None = None
+) -> list[int]:
+    """The state's processes (only those in `among`, if given) still alive after waiting
+    up to `seconds` for them to go."""
     deadline = time.monotonic() + seconds
-    while (left := _processes_of(state)) and time.monotonic() < deadline:
+    while True:
+        left = [pid for pid in _processes_of(state) if among is None or pid in among]
+        if not left or time.monotonic() >= deadline:
+            return left
         time.sleep(0.2)
-    return left
+
+
+def _start_script(state: Path, script: str) -> subprocess.Popen[str]:
+    """Run `script` in the background on `state`, reading its stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=_background_env(state),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process environments in /proc")
@@ -84,13 +101,7 @@ def test_killed_command_takes_its_server_down(tmp_path):
         "    print(url, flush=True)\n"
         "    import time; time.sleep(600)\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        env=_background_env(state),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_script(state, script)
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/api")
@@ -135,23 +146,14 @@ def test_server_goes_down_with_a_killed_helper(tmp_path):
         "print(Connection.wait(), flush=True)\n"
         "import time; time.sleep(600)\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        env=_background_env(state),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_script(state, script)
     try:
         process.stdout.readline()
         helper = json.loads((state / "prefect" / "server.json").read_text())["pid"]
         others = set(_processes_of(state)) - {process.pid, helper}
         assert others, "the server process"
         os.kill(helper, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while set(_processes_of(state)) & others and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not set(_processes_of(state)) & others
+        assert _wait_until_gone(state, among=others) == []
     finally:
         process.kill()
         process.wait(timeout=10)
