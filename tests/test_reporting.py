@@ -75,6 +75,14 @@ def test_the_report_files_are_written_together(tmp_path):
     text = report.markdown.read_text()
     assert text.startswith("# t\n") and "- **machine:** test" in text
     assert "**12 ± 2**" in text and "![performance profile](comparison-profile.png)" in text
+    # The findings section states its level; orca against scratch is 3 (task, seed) pairs
+    # to 1 (a: seeds 0-2; b: seed 0), c tied: sign test p = 2 * 5/16 = 0.625, undecided.
+    assert "only where a paired test shows it at α = 0.05;" in text
+    assert (
+        "| not distinguishable | pretrained vs random body: orca better in 3 of 5 (task, seed) "
+        "pairs, scratch in 1, 1 tied; sign test p = 0.62 (on task means: orca 1, scratch 1, "
+        "1 tied) |"
+    ) in text
     assert report.csv.read_text().count("\n") == 1 + 6
     assert report.profile.read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [

@@ -14,6 +14,7 @@ from orca.atomic import atomic_path
 from orca.reporting.comparison import csv_text, markdown_table, summarise, win_counts
 from orca.reporting.findings import check_findings, findings_markdown
 from orca.reporting.profile import plot_profile
+from orca.reporting.significance import SignificanceConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ def write_report(
     """Summarise single runs into the comparison files under `directory`.
 
     `context` (e.g. benchmark run id, machine, date) is listed at the top of the Markdown.
+    The paper's findings are decided at SignificanceConfig()'s level (alpha = 0.05).
     """
+    level = SignificanceConfig()
     directory = Path(directory)
     summary = summarise(runs)
     table = markdown_table(summary)
@@ -61,7 +64,7 @@ def write_report(
         "",
         "## The paper's findings on this suite",
         "",
-        findings_markdown(check_findings(summary)),
+        findings_markdown(check_findings(runs, level), level),
     ]
     with atomic_path(paths["csv"]) as tmp:
         tmp.write_text(csv_text(summary))
