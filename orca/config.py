@@ -90,13 +90,33 @@ class AlignConfig(Config):
         check_number("align.max_source_samples", self.max_source_samples, minimum=10, integer=True)
 
 
+AUTO = "auto"
+
+
+def _check_auto_or_number(field: str, value: object, **bounds: object) -> None:
+    if value != AUTO:
+        try:
+            check_number(field, value, **bounds)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ValueError(f"{err}, or 'auto' (the recipe chooses it)") from None
+
+
 @dataclass(frozen=True)
 class RefineConfig(Config):
-    """Stage 3: fine-tune embedder, body and predictor on the task loss."""
+    """Stage 3: fine-tune embedder, body and predictor on the task loss.
 
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-4
+    `epochs`, `batch_size`, `lr` and `patience` default to "auto": the recipe
+    (orca/training/recipe.py) chooses them from the data and a measured throughput, fitting
+    the epochs it chooses into `budget_s` seconds of training. Explicit values are kept.
+    `patience=None` turns early stopping off. `dropout` overrides the body's dropout
+    during fine-tuning (0, as the authors do; None keeps the body's own). The embedder and
+    predictor train at `task_lr_scale` x lr. `probe_steps` > 0 first fits the predictor
+    alone on the frozen model's outputs (orca/training/probe_warm_start.py).
+    """
+
+    epochs: int | str = AUTO
+    batch_size: int | str = AUTO
+    lr: float | str = AUTO
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     weight_decay: float = 0.0
     momentum: float = 0.9
@@ -104,7 +124,11 @@ class RefineConfig(Config):
     warmup_fraction: float = 0.1
     accumulation_steps: int = 1
     clip_norm: float | None = 1.0
-    patience: int | None = None
+    patience: int | str | None = AUTO
+    budget_s: float = 600.0
+    dropout: float | None = 0.0
+    task_lr_scale: float = 10.0
+    probe_steps: int = 200
     eval_batch_size: int = 64
     # Seconds of training between per-epoch checkpoints (0: after every epoch). A crash loses
     # at most about this much work; short runs are not slowed by writing the model each epoch.
@@ -114,9 +138,9 @@ class RefineConfig(Config):
     processes: int = 1
 
     def __post_init__(self) -> None:
-        check_number("refine.epochs", self.epochs, minimum=1, integer=True)
-        check_number("refine.batch_size", self.batch_size, minimum=1, integer=True)
-        check_number("refine.lr", self.lr, minimum=0, exclusive_minimum=True)
+        _check_auto_or_number("refine.epochs", self.epochs, minimum=1, integer=True)
+        _check_auto_or_number("refine.batch_size", self.batch_size, minimum=1, integer=True)
+        _check_auto_or_number("refine.lr", self.lr, minimum=0, exclusive_minimum=True)
         check_choice("refine.optimizer", self.optimizer, OPTIMIZERS)
         check_number("refine.weight_decay", self.weight_decay, minimum=0)
         check_number("refine.momentum", self.momentum, minimum=0, maximum=1)
@@ -126,7 +150,23 @@ class RefineConfig(Config):
         if self.clip_norm is not None:
             check_number("refine.clip_norm", self.clip_norm, minimum=0, exclusive_minimum=True)
         if self.patience is not None:
-            check_number("refine.patience", self.patience, minimum=1, integer=True)
+            _check_auto_or_number("refine.patience", self.patience, minimum=1, integer=True)
+        check_number("refine.budget_s", self.budget_s, minimum=0, exclusive_minimum=True)
+        if self.dropout is not None:
+            check_number("refine.dropout", self.dropout, minimum=0, maximum=0.9)
+        check_number("refine.task_lr_scale", self.task_lr_scale, minimum=0, exclusive_minimum=True)
+        check_number("refine.probe_steps", self.probe_steps, minimum=0, integer=True)
         check_number("refine.eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
         check_number("refine.checkpoint_interval_s", self.checkpoint_interval_s, minimum=0)
         check_number("refine.processes", self.processes, minimum=1, integer=True)
+
+    @property
+    def needs_plan(self) -> bool:
+        """Whether any field is left to the recipe."""
+        return AUTO in (self.epochs, self.batch_size, self.lr, self.patience)
+
+    def resolved(self, plan) -> RefineConfig:
+        """This config with the recipe's choices (an orca.training.recipe.RefinePlan)."""
+        return self.replace(
+            epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr, patience=plan.patience
+        )

@@ -33,6 +33,17 @@ class OrcaModel(nn.Module):
         return self.predict(self.encode(self.embed(x)))
 
 
+def set_body_dropout(model: OrcaModel, probability: float) -> int:
+    """Set every dropout layer of the body to `probability` (the authors fine-tune with 0);
+    returns how many layers were set. Stochastic depth (timm's DropPath) is left alone."""
+    count = 0
+    for module in model.body.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = probability
+            count += 1
+    return count
+
+
 def create_model(
     task,
     backbone: str,

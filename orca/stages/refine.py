@@ -16,8 +16,11 @@ from orca.data.arrow_io import read_split
 from orca.data.tasks import get_task
 from orca.fingerprint import fingerprint_arrays, fingerprint_file
 from orca.metrics import LOSSES, METRICS
-from orca.model import create_model
-from orca.training.finetune import EpochRecord, fine_tune
+from orca.model import OrcaModel, create_model
+from orca.model.orca_model import set_body_dropout
+from orca.training.finetune import EpochRecord
+from orca.training.recipe import RefinePlan, plan_refine
+from orca.training.recipe_run import plan_for, train_with_recipe
 from orca.training.refine_modes import apply_refine_mode
 from orca.training.replicas import SINGLE, Replicas
 
@@ -38,6 +41,28 @@ def checkpoints_for(out_dir: str | Path) -> Path:
     return out_dir.with_name(out_dir.name + ".checkpoints")
 
 
+def prepare_model(
+    task_name: str,
+    backbone: str,
+    embedder: dict[str, Any],
+    config: RefineConfig,
+    seed: int,
+    mode: str,
+    pretrained: bool,
+    device: torch.device | None,
+) -> tuple[OrcaModel, set[str]]:
+    """The model as fine-tuning starts: the stage-2 embedder loaded, the body's dropout
+    set, the parameters `mode` trains marked, on the training device."""
+    torch.manual_seed(seed)
+    model = create_model(get_task(task_name), backbone, seed=seed, pretrained=pretrained)
+    load_into(model.embedder, embedder["path"])
+    if config.dropout is not None:
+        set_body_dropout(model, config.dropout)
+    trainable = set(apply_refine_mode(model, mode))
+    model.to(device or device_for_training())
+    return model, trainable
+
+
 def fine_tune_and_save(
     task_name: str,
     backbone: str,
@@ -53,25 +78,30 @@ def fine_tune_and_save(
     pretrained: bool = True,
     replicas: Replicas = SINGLE,
     device: torch.device | None = None,
+    on_plan: Callable[[RefinePlan], None] | None = None,
 ) -> dict[str, Any]:
     """Build the model, fine-tune the parameters `mode` selects (this process's share, with
     `replicas`), and on the main process write the best state to `model_path`. Returns the
     run's summary; with several processes, `replica_weights` holds a fingerprint of each
     rank's final weights (DistributedDataParallel keeps them equal)."""
-    torch.manual_seed(seed)
     spec = get_task(task_name)
-    model = create_model(spec, backbone, seed=seed, pretrained=pretrained)
-    load_into(model.embedder, embedder["path"])
-    trainable = set(apply_refine_mode(model, mode))
-    model.to(device or device_for_training())
-    result = fine_tune(
+    model, trainable = prepare_model(
+        task_name, backbone, embedder, config, seed, mode, pretrained, device
+    )
+    train = _tensors(dataset["splits"]["train"]["path"])
+    val = _tensors(dataset["splits"]["validation"]["path"])
+    loss_fn = LOSSES.get(spec.loss)
+    # On several processes, refine() has resolved the plan before starting them.
+    result, plan, warm_start = train_with_recipe(
         model,
-        _tensors(dataset["splits"]["train"]["path"]),
-        _tensors(dataset["splits"]["validation"]["path"]),
+        trainable,
+        train,
+        val,
         config,
-        LOSSES.get(spec.loss),
+        loss_fn,
         METRICS.get(spec.metric),
         seed=seed,
+        on_plan=on_plan if replicas.is_main else None,
         on_epoch=on_epoch,
         checkpoint_dir=checkpoint_dir,
         replicas=replicas,
@@ -83,6 +113,8 @@ def fine_tune_and_save(
             {"task": task_name, "backbone": backbone, "best_epoch": str(result.best_epoch)},
         )
     summary = {
+        "plan": plan.to_dict() if plan is not None else None,
+        "probe_warm_start": warm_start.to_dict() if warm_start is not None else None,
         "best_epoch": result.best_epoch,
         "best_val_metric": result.best_val_metric,
         "stopped_early": result.stopped_early,
@@ -95,6 +127,33 @@ def fine_tune_and_save(
     if replicas.world_size > 1:
         summary["replica_weights"] = replicas.gather(weights_fingerprint(model))
     return summary
+
+
+def _plan_for_processes(
+    task_name: str,
+    backbone: str,
+    dataset: dict[str, Any],
+    embedder: dict[str, Any],
+    config: RefineConfig,
+    seed: int,
+) -> RefinePlan:
+    """The plan for a data-parallel run: one process's measured throughput, times the
+    number of processes."""
+    model, _ = prepare_model(task_name, backbone, embedder, config, seed, "full", True, None)
+    train = _tensors(dataset["splits"]["train"]["path"])
+    n_val = dataset["splits"]["validation"]["rows"]
+    single = plan_for(model, train, n_val, config, LOSSES.get(get_task(task_name).loss))
+    return plan_refine(
+        n_train=len(train[0]),
+        n_val=n_val,
+        examples_per_second=single.examples_per_second * config.processes,
+        budget_s=config.budget_s,
+        epochs=config.epochs,
+        batch_size=single.batch_size,
+        lr=config.lr,
+        patience=config.patience,
+        accumulation_steps=config.accumulation_steps,
+    )
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -116,8 +175,12 @@ def refine(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     mode: str = "full",
     pretrained: bool = True,
+    on_plan: Callable[[RefinePlan], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the parameters that `mode` selects; keep the best epoch on validation.
+
+    The "auto" fields of `config` are chosen by the recipe (orca/training/recipe.py) and
+    `on_plan` sees the plan before training starts; the returned summary holds it.
 
     Each epoch is checkpointed next to `out_dir` (in `<out_dir>.checkpoints`, since `out_dir`
     itself only appears, atomically, once the stage is done), so a retry with the same
@@ -127,8 +190,17 @@ def refine(
     """
     out_dir = Path(out_dir)
     checkpoint_dir = checkpoints_for(out_dir)
+    plan = None
+    extra: dict[str, Any] = {"on_plan": on_plan}
     if config.processes > 1:
         from orca.stages.refine_distributed import fine_tune_on_processes as train
+
+        extra = {}
+        if config.needs_plan:  # every rank must train on the same plan: made here, once
+            plan = _plan_for_processes(task_name, backbone, dataset, embedder, config, seed)
+            if on_plan is not None:
+                on_plan(plan)
+            config = config.resolved(plan)
     else:
         train = fine_tune_and_save
     with atomic_directory(out_dir) as tmp:
@@ -145,8 +217,11 @@ def refine(
             on_epoch=on_epoch,
             mode=mode,
             pretrained=pretrained,
+            **extra,
         )
         fingerprint = fingerprint_file(model_path)
+    if plan is not None:
+        summary["plan"] = plan.to_dict()
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return {
         "path": str(out_dir / "model.safetensors"),

@@ -17,7 +17,7 @@ import torch
 
 from orca.config import RefineConfig
 from orca.metrics import Metric
-from orca.training.optim import create_optimizer, warmup_then_decay
+from orca.training.optim import create_optimizer, parameter_groups, warmup_then_decay
 from orca.training.replicas import SINGLE, Replicas
 from orca.training.trainer_state import EpochCheckpoints, LoopState, run_fingerprint
 
@@ -108,6 +108,11 @@ def fine_tune(
     through DistributedDataParallel; the main rank alone validates (the others take its
     record, so every rank selects and stops alike), saves checkpoints and calls `on_epoch`.
     """
+    if config.needs_plan:
+        raise ValueError(
+            "fine_tune needs concrete epochs, batch_size, lr and patience; resolve the 'auto' "
+            "fields first (orca.training.recipe.plan_refine, RefineConfig.resolved)"
+        )
     x_train, y_train = train
     x_val, y_val = val
     device = next(model.parameters()).device
@@ -116,7 +121,7 @@ def fine_tune(
     params = [p for _, p in trainable]
     optimizer = create_optimizer(
         config.optimizer,
-        params,
+        parameter_groups(trainable, config.lr, config.task_lr_scale),
         lr=config.lr,
         weight_decay=config.weight_decay,
         momentum=config.momentum,

@@ -18,9 +18,11 @@ OPTIMIZERS.register(
 )
 
 
-def _fusable(params: list[torch.nn.Parameter]) -> bool:
+def _fusable(params: list) -> bool:
     """Adam's fused kernel (one pass over all tensors) runs on CPU and CUDA floats; on CPU it
-    is several times faster than the per-tensor loop for a transformer body."""
+    is several times faster than the per-tensor loop for a transformer body. `params` holds
+    parameters or param-group dicts."""
+    params = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     return bool(params) and all(
         p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
         and p.device.type in ("cpu", "cuda")
@@ -44,13 +46,34 @@ OPTIMIZERS.register(
 
 def create_optimizer(
     name: str,
-    params: Iterable[torch.nn.Parameter],
+    params: Iterable[torch.nn.Parameter] | Iterable[dict],
     *,
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
 ) -> torch.optim.Optimizer:
+    """`params`: parameters, or torch param-group dicts (a group's own "lr" wins)."""
     return OPTIMIZERS.get(name)(list(params), lr, weight_decay, momentum)
+
+
+# Parameter-name prefixes of an OrcaModel's task-specific parts: they start untrained (or
+# from stage 2 only), so fine-tuning gives them RefineConfig.task_lr_scale times the lr.
+TASK_LAYER_PREFIXES = ("embedder.", "predictor.")
+
+
+def parameter_groups(
+    named: Iterable[tuple[str, torch.nn.Parameter]], lr: float, task_lr_scale: float
+) -> list[dict]:
+    """Two param groups: the body at `lr`, the embedder and predictor at lr x scale.
+    An empty group is left out (e.g. FPT-style modes with the whole body frozen)."""
+    body, task = [], []
+    for name, parameter in named:
+        (task if name.startswith(TASK_LAYER_PREFIXES) else body).append(parameter)
+    groups = [
+        {"params": body, "lr": lr},
+        {"params": task, "lr": lr * task_lr_scale},
+    ]
+    return [group for group in groups if group["params"]]
 
 
 def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str) -> Callable[[int], float]:
