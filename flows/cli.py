@@ -165,10 +165,10 @@ def _ingest(config, as_json: bool) -> None:
 
 def _run_pipeline(config, as_json: bool) -> dict[str, Any]:
     from flows.cli_progress import progress_bar
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline, pipeline_stages
 
     started = time.perf_counter()
-    with progress_bar(enabled=not as_json):
+    with progress_bar(enabled=not as_json, stages=pipeline_stages(config)):
         state = pipeline(config, return_state=True)
     result = cli_retry.result_or_exit(state)
     result["wall_seconds"] = round(time.perf_counter() - started, 2)
@@ -182,10 +182,16 @@ def _run_pipeline(config, as_json: bool) -> dict[str, Any]:
             f"({direction})"
         )
         print("stages: " + ", ".join(f"{k}={v}" for k, v in result["stages"].items()))
-        print(
-            f"alignment distance: {result['align_distance']['initial']:.4f} -> "
-            f"{result['align_distance']['final']:.4f}"
-        )
+        if result["align_distance"] is not None:
+            print(
+                f"alignment distance: {result['align_distance']['initial']:.4f} -> "
+                f"{result['align_distance']['final']:.4f}"
+            )
+        if "hyperparameters" in result:  # a classical method
+            print(
+                f"chosen on validation: {result['hyperparameters']} "
+                f"({result['metric']} {result['validation_value']:.4f})"
+            )
         print(
             f"mlflow run {result['mlflow_run_id']}, model {result['registered_model']}, "
             f"flow run {result['flow_run_id']}, {result['wall_seconds']} s"

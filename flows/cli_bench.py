@@ -29,9 +29,10 @@ from orca.suites import SUITES
 
 DEMO_SUITE = "demo"
 DEMO_SEEDS = 3
-# ORCA and its baselines. The alignment-metric variants (orca-mmd, orca-l2, orca-cosine)
-# would nearly double the demo's time; `orca demo --methods ...` or `orca bench` adds them.
-DEMO_METHODS = ("orca", "no-align", "fpt", "scratch")
+# ORCA, its baselines and the classical baselines (seconds each). The alignment-metric
+# variants (orca-mmd, orca-l2, orca-cosine) would nearly double the demo's time;
+# `orca demo --methods ...` or `orca bench` adds them.
+DEMO_METHODS = ("orca", "no-align", "fpt", "scratch", "knn", "linear", "forest")
 # Two runs at once: on a 2-core laptop that keeps both cores busy through the single-threaded
 # parts of each run (Python, data loading, logging) at one torch thread each.
 DEMO_WORKERS = 2
@@ -89,7 +90,12 @@ def add_parsers(commands, add_overrides) -> None:
     bench.add_argument("--suite", help=f"a task suite: {', '.join(SUITES.names())}")
     bench.add_argument("--tasks", nargs="+", default=[], metavar="TASK")
     bench.add_argument("--task-file", dest="task_files", action="append", default=[])
-    bench.add_argument("--methods", nargs="+", metavar="METHOD", help="default: all seven")
+    bench.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="METHOD",
+        help="default: all ten (ORCA, its variants and baselines, knn, linear, forest)",
+    )
     bench.add_argument("--seeds", type=int, default=3)
     bench.add_argument("--backbone", help="body for every task (default: each task's)")
     _add_parallelism(bench, 1)

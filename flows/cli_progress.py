@@ -56,14 +56,16 @@ class ProgressBar:
 
 
 @contextmanager
-def progress_bar(enabled: bool, stream: TextIO | None = None) -> Iterator[None]:
+def progress_bar(
+    enabled: bool, stream: TextIO | None = None, stages: Sequence[str] | None = None
+) -> Iterator[None]:
     """Show the pipeline's progress on `stream` (stderr) inside the block, if `enabled`
-    and the stream is a terminal."""
+    and the stream is a terminal; `stages`: the stages the run has (default ORCA's five)."""
     from flows.pipeline import STAGE_NAMES
 
     stream = stream if stream is not None else sys.stderr
     if not enabled or not stream.isatty():
         yield
         return
-    with listening(ProgressBar(stream, STAGE_NAMES)):
+    with listening(ProgressBar(stream, stages or STAGE_NAMES)):
         yield

@@ -2,7 +2,8 @@
 
 Writes reports/ (Markdown, CSV, performance-profile PNG), publishes a Prefect table and
 markdown artifact, logs the files to the benchmark's MLflow run, and gives each task's best
-model the registry alias `champion`.
+fine-tuned model the registry alias `champion` (classical baselines compete in the report,
+not for the alias: they have no model to register).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from orca.reporting.comparison import best_methods, summarise
 from orca.reporting.report import write_report
 from orca.reporting.results import machine_description
 from tasks import benchmark_tracking
@@ -48,7 +48,7 @@ def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -
     benchmark_tracking.log_report(
         benchmark_run_id, [str(written.markdown), str(written.csv), str(written.profile)]
     )
-    champions = benchmark_tracking.crown_champions(runs, best_methods(summarise(runs)))
+    champions = benchmark_tracking.crown_champions(runs)
     return {
         "benchmark_run_id": benchmark_run_id,
         "rows": written.rows,

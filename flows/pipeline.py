@@ -1,7 +1,9 @@
-"""The single-task ORCA pipeline: ingest -> proxy -> align -> refine -> evaluate.
+"""The single-task pipeline: ingest -> proxy -> align -> refine -> evaluate for ORCA and its
+neural baselines, ingest -> classical for the classical baselines (orca.methods' families).
 
 Each stage is a cached task, so re-running recomputes only what changed. The flow opens an
-MLflow run, logs each stage's result to it, registers the model, and returns a summary.
+MLflow run, logs each stage's result to it, registers the model (a classical run has none
+to register), and returns a summary.
 
 `run_stages` is the stage wiring (which task each stage calls, with which arguments and
 which earlier stages' references); the per-stage flows in flows/stage_flows.py share it.
@@ -19,6 +21,13 @@ from orca.pipeline_config import PipelineConfig
 from tasks import progress, stages, storage, tracking
 
 STAGE_NAMES = ("ingest", "proxy", "align", "refine", "evaluate")
+CLASSICAL_STAGE_NAMES = ("ingest", "classical")
+# The stages each method family runs, in order.
+FAMILY_STAGES: dict[str, tuple[str, ...]] = {
+    "orca": STAGE_NAMES,
+    "classical": CLASSICAL_STAGE_NAMES,
+}
+ALL_STAGES = (*STAGE_NAMES, "classical")
 
 # The earlier stages whose references each stage takes as inputs.
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
@@ -27,20 +36,26 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "align": ("ingest", "proxy"),
     "refine": ("ingest", "align"),
     "evaluate": ("ingest", "refine"),
+    "classical": ("ingest",),
 }
+
+
+def pipeline_stages(config: PipelineConfig) -> tuple[str, ...]:
+    """The stages `config`'s method runs, in order."""
+    return FAMILY_STAGES[config.family]
 
 
 def stages_through(stage: str) -> tuple[str, ...]:
     """`stage` and every stage it needs, directly or not, in pipeline order."""
     if stage not in STAGE_INPUTS:
-        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGE_NAMES)}")
+        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(ALL_STAGES)}")
     needed, pending = set(), [stage]
     while pending:
         name = pending.pop()
         if name not in needed:
             needed.add(name)
             pending.extend(STAGE_INPUTS[name])
-    return tuple(name for name in STAGE_NAMES if name in needed)
+    return tuple(name for name in ALL_STAGES if name in needed)
 
 
 def _ingest_call(config: PipelineConfig, references: dict[str, Any]):
@@ -92,6 +107,16 @@ def _evaluate_call(config: PipelineConfig, references: dict[str, Any]):
     }
 
 
+def _classical_call(config: PipelineConfig, references: dict[str, Any]):
+    # No backbone: a classical model's result does not depend on it, nor does its cache key.
+    return stages.classical, {
+        "task_name": config.task,
+        "model": config.method,
+        "dataset": references["ingest"],
+        "seed": config.seed,
+    }
+
+
 # Stage name -> (config, references of the stages it needs) -> (its task, the arguments).
 STAGE_CALLS: dict[str, Callable[..., tuple[Task, dict[str, Any]]]] = {
     "ingest": _ingest_call,
@@ -99,6 +124,7 @@ STAGE_CALLS: dict[str, Callable[..., tuple[Task, dict[str, Any]]]] = {
     "align": _align_call,
     "refine": _refine_call,
     "evaluate": _evaluate_call,
+    "classical": _classical_call,
 }
 
 
@@ -108,7 +134,7 @@ def stage_call(
     """The task that runs `stage` for `config`, and its arguments; `references` holds the
     results of the stages it needs (STAGE_INPUTS)."""
     if stage not in STAGE_CALLS:
-        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(STAGE_NAMES)}")
+        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(ALL_STAGES)}")
     return STAGE_CALLS[stage](config, references)
 
 
@@ -149,14 +175,48 @@ def run_stages(
     return references
 
 
+def _orca_outcome(references: dict[str, Any]) -> dict[str, Any]:
+    embedder, model, result = (references[name] for name in ("align", "refine", "evaluate"))
+    return {
+        "metric": result["metric"],
+        "value": result["value"],
+        "lower_is_better": result["lower_is_better"],
+        "align_distance": {"initial": embedder["distances"][0], "final": embedder["distances"][-1]},
+        "best_epoch": model["best_epoch"],
+        "model_path": model["path"],
+    }
+
+
+def _classical_outcome(references: dict[str, Any]) -> dict[str, Any]:
+    result = references["classical"]
+    return {
+        "metric": result["metric"],
+        "value": result["value"],
+        "lower_is_better": result["lower_is_better"],
+        "align_distance": None,  # no embedder
+        "best_epoch": None,  # no epochs
+        "model_path": result["path"],  # the selection record: what the benchmark reuses
+        "hyperparameters": result["hyperparameters"],
+        "validation_value": result["validation_value"],
+    }
+
+
+# Method family -> the summary fields its stages' references give.
+FAMILY_OUTCOMES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "orca": _orca_outcome,
+    "classical": _classical_outcome,
+}
+
+
 @flow(name="orca-pipeline", validate_parameters=True)
 def pipeline(
     config: PipelineConfig, parent_run_id: str | None = None, register_model: bool = True
 ) -> dict[str, Any]:
-    """Run one task x backbone x method x seed through all five stages.
+    """Run one task x backbone x method x seed through its method's stages.
 
     Inside a benchmark, `parent_run_id` nests the MLflow run under the benchmark's, and
-    `register_model=False` leaves model registration to the compare flow's champion.
+    `register_model=False` leaves model registration to the compare flow's champion. A
+    classical method registers no model: it has no weights, only its selection record.
     """
     flow_run_id = str(runtime.flow_run.id)
     run_id = tracking.start_run(config, flow_run_id, parent_run_id)
@@ -166,9 +226,12 @@ def pipeline(
         tracking.log_stage(run_id, name, state_name, reference)
 
     try:
-        references = run_stages(config, STAGE_NAMES, states, on_stage=log_stage)
-        embedder, model, result = (references[name] for name in ("align", "refine", "evaluate"))
-        version = tracking.register_model(run_id, config, model) if register_model else None
+        references = run_stages(config, pipeline_stages(config), states, on_stage=log_stage)
+        outcome = FAMILY_OUTCOMES[config.family](references)
+        registers = register_model and "refine" in references
+        version = (
+            tracking.register_model(run_id, config, references["refine"]) if registers else None
+        )
     except BaseException as error:
         tracking.finish_run(run_id, "FAILED", error=f"{type(error).__name__}: {error}")
         raise
@@ -178,13 +241,8 @@ def pipeline(
         "method": config.method,
         "backbone": config.backbone,
         "seed": config.seed,
-        "metric": result["metric"],
-        "value": result["value"],
-        "lower_is_better": result["lower_is_better"],
+        **outcome,
         "stages": states,
-        "align_distance": {"initial": embedder["distances"][0], "final": embedder["distances"][-1]},
-        "best_epoch": model["best_epoch"],
-        "model_path": model["path"],
         "registered_model": (
             f"{tracking.registered_model_name(config.task)}/{version}" if version else None
         ),

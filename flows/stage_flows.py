@@ -13,13 +13,19 @@ from typing import Any
 
 from prefect import flow
 
-from flows.pipeline import run_stages, stages_through
+from flows.pipeline import pipeline_stages, run_stages, stages_through
 from orca.pipeline_config import PipelineConfig
 
 
 def run_one_stage(config: PipelineConfig, stage: str, refresh: bool = False) -> dict[str, Any]:
     """Run `stage` (and, from the cache, what it needs); return its reference and every
-    stage's final state."""
+    stage's final state. Raises ValueError if `config`'s method does not run `stage` (a
+    classical method runs ingest and classical only)."""
+    if stage not in pipeline_stages(config):
+        raise ValueError(
+            f"method {config.method!r} does not run stage {stage!r}; its stages: "
+            f"{', '.join(pipeline_stages(config))}"
+        )
     states: dict[str, str] = {}
     references = run_stages(
         config, stages_through(stage), states, refresh=stage if refresh else None

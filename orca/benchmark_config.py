@@ -10,8 +10,19 @@ from orca.methods import METHODS
 from orca.pipeline_config import PipelineConfig
 from orca.suites import SUITES
 
-# The paper's comparison: ORCA, its alignment-metric variants, and the baselines.
-DEFAULT_METHODS = ("orca", "orca-mmd", "orca-l2", "orca-cosine", "no-align", "fpt", "scratch")
+# The paper's comparison: ORCA, its alignment-metric variants, and the baselines; then the
+# classical baselines (orca.classical), which take seconds.
+CLASSICAL_METHODS = ("knn", "linear", "forest")
+DEFAULT_METHODS = (
+    "orca",
+    "orca-mmd",
+    "orca-l2",
+    "orca-cosine",
+    "no-align",
+    "fpt",
+    "scratch",
+    *CLASSICAL_METHODS,
+)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,23 @@
-"""Methods compared by the pipeline, by name: which stages run and how."""
+"""Methods compared by the pipeline, by name: which stages run and how.
+
+A method's `family` says which pipeline it runs:
+- "orca": a pretrained (or random) body with an embedder and predictor, through
+  ingest -> proxy -> align -> refine -> evaluate; the other fields say how.
+- "classical": a scikit-learn model of orca.classical on the flattened inputs, through
+  ingest -> classical (fit on train, select on validation, score test once). The method's
+  name is the model's name in CLASSICAL_MODELS; there is no body, proxy or embedder.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from orca.classical import CLASSICAL_MODELS
+from orca.configbase import check_choice
 from orca.registry import Registry
+
+FAMILIES = ("orca", "classical")
 
 
 @dataclass(frozen=True)
@@ -15,6 +28,12 @@ class MethodSpec:
     refine_mode: str = "full"  # a name in orca.training.refine_modes.REFINE_MODES
     pretrained_body: bool = True  # False: the same architecture, randomly initialised
     align_metric: str | None = None  # overrides align.metric (None: the config's)
+    family: Literal["orca", "classical"] = "orca"
+
+    def __post_init__(self) -> None:
+        check_choice(f"method {self.name}: family", self.family, FAMILIES)
+        if self.family == "classical":
+            CLASSICAL_MODELS.check(self.name, field=f"method {self.name}")
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -39,6 +58,10 @@ for _method in (
     ),
     MethodSpec(
         "scratch", "the same architecture trained from a random body", False, pretrained_body=False
+    ),
+    *(
+        MethodSpec(name, CLASSICAL_MODELS.get(name).description, False, family="classical")
+        for name in ("knn", "linear", "forest")
     ),
 ):
     METHODS.register(_method.name, _method)

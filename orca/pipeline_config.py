@@ -45,15 +45,17 @@ class PipelineConfig(Config):
             raise UnknownNameError(
                 f"task: unknown task {self.task!r}; valid tasks: {', '.join(task_names())}"
             )
-        body_kind = backbone_kind(self.backbone)
+        METHODS.check(self.method, field="method")
+        # A classical method has no body: the backbone is carried (and shown) but unused, so
+        # it is not checked, and there is no proxy dataset to resolve for it.
+        body_kind = None if self.family == "classical" else backbone_kind(self.backbone)
         modality = get_task(self.task).modality
-        if f"{body_kind}/{modality}" not in EMBEDDERS:
+        if body_kind is not None and f"{body_kind}/{modality}" not in EMBEDDERS:
             raise ValueError(
                 f"backbone {self.backbone!r} is a {body_kind} body, which takes no {modality!r} "
                 f"input (task {self.task!r}); supported body/input pairs: "
                 f"{', '.join(EMBEDDERS.names())}"
             )
-        METHODS.check(self.method, field="method")
         check_number("seed", self.seed, minimum=0, integer=True)
         check_number("split_seed", self.split_seed, minimum=0, integer=True)
         check_number(
@@ -72,7 +74,9 @@ class PipelineConfig(Config):
         method_metric = METHODS.get(self.method).align_metric
         if method_metric is not None and self.align.metric != method_metric:
             object.__setattr__(self, "align", replace(self.align, metric=method_metric))
-        dataset = resolve_proxy_name(self.proxy.dataset, body_kind)
+        dataset = self.proxy.dataset
+        if body_kind is not None:
+            dataset = resolve_proxy_name(self.proxy.dataset, body_kind)
         if dataset != self.proxy.dataset:
             object.__setattr__(self, "proxy", replace(self.proxy, dataset=dataset))
 
@@ -124,6 +128,11 @@ class PipelineConfig(Config):
     def data_version(self) -> str:
         """Changes when a task file's data changes, so ingest's cache key sees it."""
         return get_task(self.task).data_version
+
+    @property
+    def family(self) -> str:
+        """The method's family: "orca" (the five neural stages) or "classical"."""
+        return METHODS.get(self.method).family
 
     @property
     def refine_mode(self) -> str:

@@ -150,15 +150,22 @@ def benchmark_results(benchmark_run_id: str) -> list[dict[str, Any]]:
 
 
 @task(name="crown-champions", **NO_CACHE)
-def crown_champions(runs: list[dict[str, Any]], best: dict[str, list[str]]) -> dict[str, str]:
+def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
     """Register the best run of each task's best method and alias it `champion`.
 
-    Returns task -> "model-name/version". A version whose weights are already registered
-    is reused (see tasks.tracking.register_model).
+    Only methods that fine-tune a model compete: a classical baseline has no weights to
+    register, so where one has the best score the champion is the best fine-tuned model
+    (the comparison table still shows the classical one ahead), and a task that only
+    classical methods ran gets none. Returns task -> "model-name/version". A version whose
+    weights are already registered is reused (see tasks.tracking.register_model).
     """
+    from orca.methods import METHODS
     from orca.pipeline_config import PipelineConfig
+    from orca.reporting.comparison import best_methods, summarise
     from tasks.tracking import register_model
 
+    runs = [run for run in runs if METHODS.get(run["method"]).family == "orca"]
+    best = best_methods(summarise(runs))
     client = MlflowClient()
     crowned = {}
     for task_name, methods in best.items():

@@ -18,7 +18,7 @@ import time
 
 from orca.atomic import atomic_path
 
-STAGES = ("ingest", "proxy", "align", "refine", "evaluate")
+STAGES = ("ingest", "proxy", "align", "refine", "evaluate", "classical")
 FAIL_STAGE_ENV_VAR = "ORCA_FAIL_STAGE"
 HOLD_STAGE_ENV_VAR = "ORCA_HOLD_STAGE"
 HOLD_FILE_ENV_VAR = "ORCA_HOLD_FILE"

@@ -1,4 +1,4 @@
-"""The five pipeline stages as cached Prefect tasks.
+"""The pipeline stages as cached Prefect tasks: the five of ORCA, and the classical one.
 
 Each calls one orca.stages function, writes into its content-addressed directory, logs
 progress (and reports it, see tasks/progress.py), and returns a small JSON reference
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from prefect import task
 
 from orca.config import AlignConfig, ProxyConfig, RefineConfig
 from orca.stages import align as align_stage
+from orca.stages import classical as classical_stage
 from orca.stages import evaluate as evaluate_stage
 from orca.stages import ingest as ingest_stage
 from orca.stages import proxy as proxy_stage
@@ -133,18 +135,38 @@ def refine(
     params = dict(locals())  # exactly the parameters, as the cache key saw them
     fail_if_injected("refine")
     logger = run_logger()
-    steps = StageProgress("refine", config.epochs)
+    steps = StageProgress("refine", config.epochs) if not config.needs_plan else None
+    epochs = config.epochs
+
+    def on_plan(plan) -> None:
+        nonlocal steps, epochs
+        logger.info(
+            "refine plan: %d epochs of %d steps (batch %d, lr %.2g, patience %s), expected "
+            "%.0f s at %.1f examples/s measured; budget %.0f s%s",
+            plan.epochs,
+            plan.steps_per_epoch,
+            plan.batch_size,
+            plan.lr,
+            plan.patience,
+            plan.expected_seconds,
+            plan.examples_per_second,
+            plan.budget_s,
+            " (the budget set the epochs)" if plan.budget_limited else "",
+        )
+        epochs = plan.epochs
+        steps = StageProgress("refine", plan.epochs)
 
     def on_epoch(record) -> None:
         logger.info(
             "refine epoch %d/%d: train loss %.4f, val loss %.4f, val metric %.4f",
             record.epoch + 1,
-            config.epochs,
+            epochs,
             record.train_loss,
             record.val_loss,
             record.val_metric,
         )
-        steps.step(record.epoch + 1)
+        if steps is not None:
+            steps.step(record.epoch + 1)
         hold_if_injected("refine", record.epoch)
 
     reference = refine_stage.refine(
@@ -158,8 +180,10 @@ def refine(
         on_epoch=on_epoch,
         mode=mode,
         pretrained=pretrained,
+        on_plan=on_plan,
     )
-    steps.finish()
+    if steps is not None:
+        steps.finish()
     hold_if_injected("refine")
     return reference
 
@@ -181,5 +205,47 @@ def evaluate(
     return result
 
 
-# The stage tasks by their task names, in pipeline order.
-STAGE_TASKS = {stage.name: stage for stage in (ingest, proxy_features, align, refine, evaluate)}
+@task(name="classical", cache_policy=stage_cache_policy("classical"), **STAGE_OPTIONS)
+def classical(task_name: str, model: str, dataset: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A classical baseline: candidates fitted on train and scored on validation, the best
+    one scored on test (the only read of the test split). CPU only; it fits with as many
+    threads as torch is given (`--threads`), which never changes the result."""
+    params = dict(locals())  # exactly the parameters, as the cache key saw them
+    fail_if_injected("classical")
+    logger = run_logger()
+    steps: StageProgress | None = None
+
+    def on_candidate(done: int, total: int, hyperparameters: dict[str, Any], value: float):
+        nonlocal steps
+        logger.info(
+            "%s candidate %d/%d %s: validation %.4f", model, done, total, hyperparameters, value
+        )
+        steps = steps or StageProgress("classical", total, unit="candidates")
+        steps.step(done)
+
+    reference = classical_stage.fit_classical(
+        task_name,
+        model,
+        dataset,
+        seed,
+        stage_dir("classical", params),
+        n_jobs=torch.get_num_threads(),
+        on_candidate=on_candidate,
+    )
+    logger.info(
+        "%s chose %s (validation %s %.4f); test %s = %.4f",
+        model,
+        reference["hyperparameters"],
+        reference["metric"],
+        reference["validation_value"],
+        reference["metric"],
+        reference["value"],
+    )
+    hold_if_injected("classical")
+    return reference
+
+
+# The stage tasks by their task names, in pipeline order (ORCA's five, then the classical).
+STAGE_TASKS = {
+    stage.name: stage for stage in (ingest, proxy_features, align, refine, evaluate, classical)
+}

@@ -78,15 +78,29 @@ def start_run(
         run_name=f"{config.task}-{config.method}-seed{config.seed}",
         tags=tags,
     )
-    params = flatten(config.to_dict())
-    params["align.epochs_run"] = config.align_epochs
-    params["refine.mode"] = config.refine_mode
-    params["body.pretrained"] = config.pretrained_body
+    params = run_params(config)
     client.log_batch(
         run.info.run_id,
         params=[mlflow.entities.Param(k, str(v)) for k, v in sorted(params.items())],
     )
     return run.info.run_id
+
+
+# Config sections a classical run never reads (it has no body, proxy, embedder or
+# fine-tuning): logged, their settings would read as if they had shaped the result.
+UNUSED_BY_CLASSICAL = ("backbone", "proxy", "align", "refine")
+
+
+def run_params(config: PipelineConfig) -> dict[str, Any]:
+    """The MLflow params of a pipeline run: the full config, plus what the method makes of
+    it; a classical run's chosen hyperparameters are added by its stage (STAGE_PARAMS)."""
+    params = flatten(config.to_dict())
+    if config.family == "classical":
+        return {k: v for k, v in params.items() if k.split(".")[0] not in UNUSED_BY_CLASSICAL}
+    params["align.epochs_run"] = config.align_epochs
+    params["refine.mode"] = config.refine_mode
+    params["body.pretrained"] = config.pretrained_body
+    return params
 
 
 def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any]) -> None:
@@ -98,10 +112,12 @@ def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any
         Metric(name, float(value), timestamp, step) for name, value, step in extract(reference)
     ]
     tags = {f"stage.{stage}": state_name, **STAGE_TAGS.get(stage, lambda _: {})(reference)}
+    params = STAGE_PARAMS.get(stage, lambda _: {})(reference)
     client = _client()
     client.log_batch(
         run_id,
         metrics=metrics[:MAX_METRICS_PER_BATCH],
+        params=[mlflow.entities.Param(name, str(value)) for name, value in params.items()],
         tags=[RunTag(name, str(value)) for name, value in tags.items()],
     )
     for start in range(MAX_METRICS_PER_BATCH, len(metrics), MAX_METRICS_PER_BATCH):
@@ -125,12 +141,47 @@ def _evaluate_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]
     return [(f"test_{reference['metric']}", reference["value"], 0)]
 
 
+def _classical_metrics(reference: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """The test metric, the chosen candidate's validation score, and every candidate's
+    validation score in grid order (step = position in the grid)."""
+    candidates = [
+        ("candidate_val_metric", candidate["validation_value"], step)
+        for step, candidate in enumerate(reference["candidates"])
+    ]
+    return [
+        *_evaluate_metrics(reference),
+        ("best_val_metric", reference["validation_value"], 0),
+        *candidates,
+    ]
+
+
 # Which metrics each stage's reference carries; stages not listed log only their state.
 STAGE_METRICS: dict[str, Callable[[dict[str, Any]], list[tuple[str, float, int]]]] = {
     "align": _align_metrics,
     "refine": _refine_metrics,
     "evaluate": _evaluate_metrics,
+    "classical": _classical_metrics,
 }
+
+# Params that a stage's result decides: the refine recipe's plan (the epochs, batch size,
+# lr and patience it chose, the throughput it measured, the time it expected), a classical
+# model's chosen hyperparameters.
+STAGE_PARAMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "refine": lambda ref: {
+        f"refine.plan.{name}": value for name, value in (ref.get("plan") or {}).items()
+    },
+    "classical": lambda ref: {
+        f"classical.{name}": value for name, value in sorted(ref["hyperparameters"].items())
+    },
+}
+
+
+def _result_tags(reference: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "orca.metric": reference["metric"],
+        "orca.value": repr(float(reference["value"])),
+        "orca.lower_is_better": reference["lower_is_better"],
+    }
 
 
 # Tags that let the compare flow read a run back: its result, and where its model is.
@@ -142,10 +193,12 @@ STAGE_TAGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         # the epoch a killed or failed attempt had checkpointed, or None
         "refine.resumed_from_epoch": ref.get("resumed_from_epoch"),
     },
-    "evaluate": lambda ref: {
-        "orca.metric": ref["metric"],
-        "orca.value": repr(float(ref["value"])),
-        "orca.lower_is_better": ref["lower_is_better"],
+    "evaluate": _result_tags,
+    # A classical run's record on disk (its selection.json) stands where a model would.
+    "classical": lambda ref: {
+        **_result_tags(ref),
+        "orca.model_path": ref["path"],
+        "orca.model_fingerprint": ref["fingerprint"],
     },
 }
 

@@ -12,8 +12,8 @@ from flows.cli import main, parse_overrides
         (["run", "gunpoint", "--backbone", "gpt-9"], "unknown backbone 'gpt-9'; valid backbones"),
         (
             ["run", "gunpoint", "--method", "fptt"],
-            "unknown method 'fptt'; valid methods: fpt, no-align, orca, orca-cosine, "
-            "orca-l2, orca-mmd, scratch",
+            "unknown method 'fptt'; valid methods: forest, fpt, knn, linear, no-align, orca, "
+            "orca-cosine, orca-l2, orca-mmd, scratch",
         ),
         (["run", "gunpoint", "--set", "refine.lr=-0.1"], "refine.lr=-0.1 is out of range"),
         (["run", "gunpoint", "--set", "refine.optimizer=lion"], "refine.optimizer='lion'"),

@@ -61,8 +61,8 @@ def test_pipeline_config_resolves_task_defaults_and_overrides():
         ({"task": "gunpiont"}, "unknown task 'gunpiont'; valid tasks: .*gunpoint"),
         (
             {"task": "gunpoint", "method": "orcaa"},
-            "unknown method 'orcaa'; valid methods: fpt, no-align, orca, orca-cosine, "
-            "orca-l2, orca-mmd, scratch",
+            "unknown method 'orcaa'; valid methods: forest, fpt, knn, linear, no-align, orca, "
+            "orca-cosine, orca-l2, orca-mmd, scratch",
         ),
         (
             {"task": "gunpoint", "backbone": "gpt9"},
