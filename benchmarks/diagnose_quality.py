@@ -79,11 +79,14 @@ def run_variant(spec, train, val, test, backbone: str, settings: dict, seed: int
     """Train as the refine stage does (recipe plan, warm start, fine-tuning), in memory."""
     settings = dict(settings)
     scratch = bool(settings.pop("scratch", 0))
+    raw = bool(settings.pop("raw", 0))  # 1: no input/target standardisation
     align_epochs = int(settings.pop("align", 0))
     mode = str(settings.pop("mode", "full"))
     config = RefineConfig.from_dict({**spec.refine.to_dict(), **settings})
     torch.manual_seed(seed)
     model = create_model(spec, backbone, seed=seed, pretrained=not scratch)
+    if not raw:
+        model.fit_scalers(*train)
     if align_epochs:
         _align(model, spec, train, backbone, align_epochs, seed)
     if config.dropout is not None:
@@ -154,6 +157,7 @@ def linear_probes(spec, train, val, test, backbone: str, seed: int) -> dict[str,
 
     torch.manual_seed(seed)
     model = create_model(spec, backbone, seed=seed).eval()
+    model.fit_scalers(*train)
     features = {
         "raw input": lambda x: x.reshape(len(x), 1, -1).float(),
         "initial embedder tokens": model.embed,

@@ -162,8 +162,9 @@ class RefineConfig(Config):
 
     @property
     def needs_plan(self) -> bool:
-        """Whether any field is left to the recipe."""
-        return AUTO in (self.epochs, self.batch_size, self.lr, self.patience)
+        """Whether a field that needs the measured throughput is left to the recipe (an
+        "auto" patience alone follows from the epochs: fine_tune resolves it)."""
+        return AUTO in (self.epochs, self.batch_size, self.lr)
 
     def resolved(self, plan) -> RefineConfig:
         """This config with the recipe's choices (an orca.training.recipe.RefinePlan)."""

@@ -229,10 +229,12 @@ def test_fashion_mnist_absent_or_corrupt(tmp_path, monkeypatch):
 
 
 def test_demo_tasks_declare_small_configs():
+    """Demo tasks use the default recipe (every choice "auto") with a small time budget."""
     from orca.suites import SUITES
 
     for name in sorted({*SUITES.get("demo"), *EMBEDDED, "fashion-mnist"}):
         spec = get_task(name)
         assert spec.align.samples_per_class <= 32 and spec.align.epochs <= 10
-        assert spec.refine.epochs <= 10 and spec.max_seq_len <= 32
+        assert spec.refine.needs_plan and spec.refine.patience == "auto"
+        assert spec.refine.budget_s <= 60 and spec.max_seq_len <= 32
         assert spec.describe()["name"] == name

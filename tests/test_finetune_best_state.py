@@ -84,7 +84,7 @@ def test_train_loss_is_the_sample_weighted_mean_of_batch_losses(tiny_bert_dir, a
             losses.append((float(loss.detach()), len(target)))
         return loss
 
-    config = RefineConfig(epochs=1, batch_size=8, accumulation_steps=accumulation)
+    config = RefineConfig(epochs=1, batch_size=8, lr=1e-4, accumulation_steps=accumulation)
     result = fine_tune(
         model, (x[:14], y[:14]), (x[14:], y[14:]), config, loss_fn, _scripted_metric([0.0])
     )

@@ -234,7 +234,7 @@ def _stage_inputs(tmp_path, bert_dir):
 def test_refine_stage_resumes_a_failed_attempt_and_cleans_up(tiny_bert_dir, tmp_path):
     dataset, embedder = _stage_inputs(tmp_path, tiny_bert_dir)
     out_dir = tmp_path / "refine-out"
-    config = RefineConfig(epochs=2, batch_size=8, checkpoint_interval_s=0)
+    config = RefineConfig(epochs=2, batch_size=8, lr=1e-4, checkpoint_interval_s=0)
     args = ("gunpoint", str(tiny_bert_dir), dataset, embedder, config, out_dir, 0)
     with pytest.raises(Interrupt):
         refine(*args, on_epoch=_stop_after(0))

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from orca.config import AlignConfig, RefineConfig
+from orca.config import AlignConfig
 from orca.data.pde import burgers, darcy
 from orca.data.tasks import RawTask, TaskSpec, register_task
+from orca.data.ucr import DEMO_REFINE
 
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 SPLIT_SIZES = {"train": 200, "val": 50, "test": 100}
@@ -114,7 +115,7 @@ def load_burgers_task(
 PDE_ALIGN = AlignConfig(
     epochs=8, lr=1e-3, samples_per_class=32, lr_milestones=(6,), max_source_samples=1000
 )
-PDE_REFINE = RefineConfig(epochs=3, batch_size=16, lr=3e-4)
+PDE_REFINE = DEMO_REFINE  # the recipe, with the demo's budget (orca/data/ucr.py)
 
 register_task(
     TaskSpec(

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from orca.config import RefineConfig
 from orca.data.tabular import encode_tabular
 from orca.data.tasks import RawTask, TaskSpec, register_task
-from orca.data.ucr import DEMO_ALIGN
+from orca.data.ucr import DEMO_ALIGN, DEMO_REFINE
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.3
@@ -266,7 +265,7 @@ register_task(
         loader=load_digits_task,
         max_seq_len=4,  # patch 4 -> 2 x 2 = 4 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=4, batch_size=32, lr=3e-4),
+        refine=DEMO_REFINE,
     )
 )
 
@@ -288,7 +287,7 @@ register_task(
         loader=load_breast_cancer_task,
         max_seq_len=30,  # one token per feature
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=2, batch_size=16, lr=2e-4),
+        refine=DEMO_REFINE,
     )
 )
 
@@ -310,6 +309,6 @@ register_task(
         loader=load_fashion_mnist,
         max_seq_len=16,  # patch 7 -> 4 x 4 = 16 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=3, batch_size=32, lr=2e-4),
+        refine=DEMO_REFINE,
     )
 )

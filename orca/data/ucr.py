@@ -141,6 +141,10 @@ def load_ucr_regression(name: str, *, log_inputs: bool = False) -> RawTask:
 DEMO_ALIGN = AlignConfig(
     epochs=4, lr=2e-3, samples_per_class=16, lr_milestones=(3,), max_source_samples=500
 )
+# Refine: the default recipe (orca/training/recipe.py) like any task file, with a smaller
+# time budget than its 10-minute default, so that `orca demo` (8 tasks, several methods
+# and seeds, two runs at a time) stays within about 15 minutes on 2 cores.
+DEMO_REFINE = RefineConfig(budget_s=30.0)
 
 register_task(
     TaskSpec(
@@ -155,7 +159,7 @@ register_task(
         loader=lambda: load_ucr("GunPoint"),
         max_seq_len=16,  # stride 10 -> 15 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=8, batch_size=8, lr=2e-4, warmup_fraction=0.1),
+        refine=DEMO_REFINE,
     )
 )
 
@@ -176,7 +180,7 @@ register_task(
         loader=lambda: crop_series(load_ucr("ArrowHead"), 250),
         max_seq_len=10,  # stride 25 -> 10 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=10, batch_size=8, lr=2e-4),
+        refine=DEMO_REFINE,
     )
 )
 
@@ -196,7 +200,7 @@ register_task(
         loader=lambda: load_ucr("ACSF1"),
         max_seq_len=16,  # 1460 = 4 * 5 * 73: stride 146 -> 10 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=5, batch_size=16, lr=2e-4),
+        refine=DEMO_REFINE,
     )
 )
 
@@ -216,7 +220,7 @@ register_task(
         loader=lambda: load_ucr("BasicMotions"),
         max_seq_len=20,  # stride 5 -> 20 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=8, batch_size=8, lr=2e-4),
+        refine=DEMO_REFINE,
     )
 )
 
@@ -238,6 +242,6 @@ register_task(
         loader=lambda: load_ucr_regression("Covid3Month", log_inputs=True),
         max_seq_len=7,  # stride 12 -> 7 tokens
         align=DEMO_ALIGN,
-        refine=RefineConfig(epochs=4, batch_size=16, lr=2e-4),
+        refine=DEMO_REFINE,
     )
 )

@@ -8,17 +8,42 @@ from torch import nn
 from orca.model.bodies import load_body
 from orca.model.embedders import EMBEDDERS
 from orca.model.predictors import PREDICTORS
+from orca.model.scalers import INPUT_POOLED_AXES, Standardizer, target_shape
 
 
 class OrcaModel(nn.Module):
-    def __init__(self, embedder: nn.Module, body: nn.Module, predictor: nn.Module) -> None:
+    """predictor . body . embedder, with the task's input and target standardisation
+    (orca/model/scalers.py) around them when `input_scaler` / `target_scaler` are given."""
+
+    def __init__(
+        self,
+        embedder: nn.Module,
+        body: nn.Module,
+        predictor: nn.Module,
+        input_scaler: Standardizer | None = None,
+        target_scaler: Standardizer | None = None,
+        modality: str = "1d",
+    ) -> None:
         super().__init__()
         self.embedder = embedder
         self.body = body
         self.predictor = predictor
+        self.input_scaler = input_scaler
+        self.target_scaler = target_scaler
+        self.modality = modality
+
+    def fit_scalers(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Fit the standardisation on the training split (deterministic: the align and
+        refine stages each fit it on the same rows and get the same buffers)."""
+        if self.input_scaler is not None:
+            self.input_scaler.fit(x, INPUT_POOLED_AXES[self.modality])
+        if self.target_scaler is not None:
+            self.target_scaler.fit(y.reshape(len(y), *self.target_scaler.mean.shape))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Task input -> body tokens (B, T, D). Stage 2 trains this alone."""
+        if self.input_scaler is not None:
+            x = self.input_scaler(x)
         return self.embedder(x)
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -26,8 +51,11 @@ class OrcaModel(nn.Module):
         return self.body(tokens)
 
     def predict(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Contextual tokens (B, T, D) -> task outputs."""
-        return self.predictor(hidden)
+        """Contextual tokens (B, T, D) -> task outputs, in the targets' own units."""
+        out = self.predictor(hidden)
+        if self.target_scaler is not None:
+            out = self.target_scaler.inverse(out.reshape(len(out), *self.target_scaler.mean.shape))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict(self.encode(self.embed(x)))
@@ -77,4 +105,12 @@ def create_model(
     release = getattr(body, "release_token_table", None)  # text bodies: their tokens are ours
     if release is not None:
         release()
-    return OrcaModel(embedder, body, predictor)
+    targets = target_shape(task)
+    return OrcaModel(
+        embedder,
+        body,
+        predictor,
+        input_scaler=Standardizer(tuple(task.input_shape)),
+        target_scaler=Standardizer(targets) if targets is not None else None,
+        modality=task.modality,
+    )

@@ -39,6 +39,7 @@ def align(
     model = create_model(spec, backbone, seed=seed, pretrained=pretrained)
     train = read_split(dataset["splits"]["train"]["path"])
     source = read_split(proxy["path"])
+    model.fit_scalers(torch.from_numpy(train.x), torch.from_numpy(train.y))
     # Class labels where the task has them; k-means pseudo-labels of the targets otherwise.
     labels = (
         train.y

@@ -44,6 +44,7 @@ def checkpoints_for(out_dir: str | Path) -> Path:
 def prepare_model(
     task_name: str,
     backbone: str,
+    train: tuple[torch.Tensor, torch.Tensor],
     embedder: dict[str, Any],
     config: RefineConfig,
     seed: int,
@@ -55,6 +56,7 @@ def prepare_model(
     set, the parameters `mode` trains marked, on the training device."""
     torch.manual_seed(seed)
     model = create_model(get_task(task_name), backbone, seed=seed, pretrained=pretrained)
+    model.fit_scalers(*train)  # the same statistics stage 2 fitted on the same rows
     load_into(model.embedder, embedder["path"])
     if config.dropout is not None:
         set_body_dropout(model, config.dropout)
@@ -85,10 +87,10 @@ def fine_tune_and_save(
     run's summary; with several processes, `replica_weights` holds a fingerprint of each
     rank's final weights (DistributedDataParallel keeps them equal)."""
     spec = get_task(task_name)
-    model, trainable = prepare_model(
-        task_name, backbone, embedder, config, seed, mode, pretrained, device
-    )
     train = _tensors(dataset["splits"]["train"]["path"])
+    model, trainable = prepare_model(
+        task_name, backbone, train, embedder, config, seed, mode, pretrained, device
+    )
     val = _tensors(dataset["splits"]["validation"]["path"])
     loss_fn = LOSSES.get(spec.loss)
     # On several processes, refine() has resolved the plan before starting them.
@@ -139,8 +141,8 @@ def _plan_for_processes(
 ) -> RefinePlan:
     """The plan for a data-parallel run: one process's measured throughput, times the
     number of processes."""
-    model, _ = prepare_model(task_name, backbone, embedder, config, seed, "full", True, None)
     train = _tensors(dataset["splits"]["train"]["path"])
+    model, _ = prepare_model(task_name, backbone, train, embedder, config, seed, "full", True, None)
     n_val = dataset["splits"]["validation"]["rows"]
     single = plan_for(model, train, n_val, config, LOSSES.get(get_task(task_name).loss))
     return plan_refine(

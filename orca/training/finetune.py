@@ -18,6 +18,7 @@ import torch
 from orca.config import RefineConfig
 from orca.metrics import Metric
 from orca.training.optim import create_optimizer, parameter_groups, warmup_then_decay
+from orca.training.recipe import AUTO, choose_patience
 from orca.training.replicas import SINGLE, Replicas
 from orca.training.trainer_state import EpochCheckpoints, LoopState, run_fingerprint
 
@@ -110,9 +111,11 @@ def fine_tune(
     """
     if config.needs_plan:
         raise ValueError(
-            "fine_tune needs concrete epochs, batch_size, lr and patience; resolve the 'auto' "
+            "fine_tune needs concrete epochs, batch_size and lr; resolve the 'auto' "
             "fields first (orca.training.recipe.plan_refine, RefineConfig.resolved)"
         )
+    if config.patience == AUTO:
+        config = config.replace(patience=choose_patience(config.epochs))
     x_train, y_train = train
     x_val, y_val = val
     device = next(model.parameters()).device
