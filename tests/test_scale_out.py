@@ -185,9 +185,7 @@ def test_refine_on_two_processes_with_gloo(tiny_bert_dir, tmp_path):
     from orca.stages.refine import checkpoints_for, refine
 
     dataset, embedder = _refine_inputs(tmp_path, tiny_bert_dir)
-    config = RefineConfig(
-        epochs=2, batch_size=4, lr=1e-4, processes=2, checkpoint_interval_s=0
-    )
+    config = RefineConfig(epochs=2, batch_size=4, lr=1e-4, processes=2, checkpoint_interval_s=0)
     out_dir = tmp_path / "refine-out"
     epochs = []
     reference = refine(
