@@ -14,7 +14,7 @@ from tasks.caching import stage_dir, stage_key
 
 TINY = {
     "proxy": {"max_examples": 120, "max_tokens": 16},
-    "align": {"epochs": 2, "samples_per_class": 8, "lr": 1e-3},
+    "align": {"epochs": 2, "samples_per_class": 8, "lr": 3e-3},
     "refine": {"epochs": 2, "batch_size": 16},
 }
 

@@ -8,7 +8,7 @@ from torch import nn
 from orca.model.bodies import load_body
 from orca.model.embedders import EMBEDDERS
 from orca.model.predictors import PREDICTORS
-from orca.model.scalers import INPUT_POOLED_AXES, Standardizer, target_shape
+from orca.model.scalers import INPUT_POOLED_AXES, INPUT_STD_FLOOR, Standardizer, target_shape
 
 
 class OrcaModel(nn.Module):
@@ -36,7 +36,7 @@ class OrcaModel(nn.Module):
         """Fit the standardisation on the training split (deterministic: the align and
         refine stages each fit it on the same rows and get the same buffers)."""
         if self.input_scaler is not None:
-            self.input_scaler.fit(x, INPUT_POOLED_AXES[self.modality])
+            self.input_scaler.fit(x, INPUT_POOLED_AXES[self.modality], INPUT_STD_FLOOR)
         if self.target_scaler is not None:
             self.target_scaler.fit(y.reshape(len(y), *self.target_scaler.mean.shape))
 
