@@ -234,7 +234,7 @@ def test_demo_tasks_declare_small_configs():
 
     for name in sorted({*SUITES.get("demo"), *EMBEDDED, "fashion-mnist"}):
         spec = get_task(name)
-        assert spec.align.samples_per_class <= 32 and spec.align.epochs <= 10
+        assert spec.align.samples_per_class <= 32 and spec.align.epochs <= 60
         assert spec.refine.needs_plan and spec.refine.patience == "auto"
         assert spec.refine.budget_s <= 60 and spec.max_seq_len <= 32
         assert spec.describe()["name"] == name

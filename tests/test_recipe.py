@@ -153,3 +153,30 @@ def test_early_stopping_restores_the_best_epochs_weights(tiny_bert_dir):
         assert torch.equal(result.best_state[key], value), key
     key = "body.model.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(result.best_state[key], weights[-1][key])
+
+
+def test_warm_start_keeps_the_head_with_the_lowest_validation_loss(tiny_bert_dir):
+    """Validation labels are the training rule flipped: every step that fits train makes
+    validation worse, so the starting (zero) head is kept."""
+    torch.manual_seed(0)
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    x = torch.randn(48, 1, 150)
+    y = (x[:, 0, :75].mean(dim=1) > 0).long()
+    train, val = (x[:32], y[:32]), (x[32:], 1 - y[32:])
+    result = warm_start_predictor(model, *train, LOSSES.get("cross_entropy"), steps=50, val=val)
+    assert result.steps == 0
+    assert result.val_loss_after == pytest.approx(result.val_loss_before)
+    assert all(float(p.abs().max()) == 0.0 for p in model.predictor.parameters())
+    # with validation labels that follow the rule, training steps are kept
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0)
+    result = warm_start_predictor(
+        model, *train, LOSSES.get("cross_entropy"), steps=50, val=(x[32:], y[32:])
+    )
+    assert result.steps > 0 and result.val_loss_after < result.val_loss_before
+
+
+def test_the_predictor_starts_at_zero_uniform_scores(tiny_bert_dir):
+    model = create_model(get_task("gunpoint"), str(tiny_bert_dir), seed=0).eval()
+    with torch.no_grad():
+        out = model(torch.randn(4, 1, 150))
+    assert torch.equal(out, torch.zeros(4, 2))

@@ -46,8 +46,8 @@ def test_pipeline_config_resolves_task_defaults_and_overrides():
     config = PipelineConfig.for_task("gunpoint", overrides={"refine": {"lr": 1e-3}})
     assert config.backbone == "minilm-l6"
     assert config.refine.lr == 1e-3
-    assert config.align.epochs == 4  # the task's registered default (DEMO_ALIGN)
-    assert config.align_epochs == 4
+    assert config.align.epochs == 60  # the task's registered default (DEMO_ALIGN)
+    assert config.align_epochs == 60
     assert PipelineConfig.for_task("gunpoint", method="no-align").align_epochs == 0
     again = PipelineConfig.from_dict(config.to_dict())
     assert again == config

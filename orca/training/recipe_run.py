@@ -71,7 +71,7 @@ def train_with_recipe(
     if config.probe_steps and any(name.startswith("predictor.") for name in trainable):
         generator = torch.Generator().manual_seed(seed)
         warm_start = warm_start_predictor(
-            model, *train, loss_fn, steps=config.probe_steps, generator=generator
+            model, *train, loss_fn, steps=config.probe_steps, val=val, generator=generator
         )
     result = fine_tune(model, train, val, config, loss_fn, metric, seed=seed, **fine_tune_options)
     return result, plan, warm_start
