@@ -82,10 +82,10 @@ def test_pipeline_config_rejects_bad_names(kwargs, message):
 @pytest.mark.parametrize(
     ("method", "metric", "epochs", "mode", "pretrained"),
     [
-        ("orca", "otdd", 4, "full", True),
-        ("orca-mmd", "mmd", 4, "full", True),
-        ("orca-l2", "l2", 4, "full", True),
-        ("orca-cosine", "cosine", 4, "full", True),
+        ("orca", "otdd", 60, "full", True),
+        ("orca-mmd", "mmd", 60, "full", True),
+        ("orca-l2", "l2", 60, "full", True),
+        ("orca-cosine", "cosine", 60, "full", True),
         ("no-align", "otdd", 0, "full", True),
         ("fpt", "otdd", 0, "fpt", True),
         ("scratch", "otdd", 0, "full", False),

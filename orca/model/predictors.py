@@ -17,13 +17,17 @@ from orca.registry import Registry
 PREDICTORS: Registry[Callable[..., nn.Module]] = Registry("predictor")
 
 
-def zero_linear(in_features: int, out_features: int) -> nn.Linear:
-    """A Linear layer starting at zero: the model's first outputs are uniform class scores,
-    or, with the target standardisation of orca/model/scalers.py, the training mean. A
-    random head would start from confident random outputs and send random gradients into
-    the pretrained body."""
+HEAD_INIT_STD = 1e-3
+
+
+def small_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A Linear layer starting near zero (weights N(0, 1e-3^2), zero bias): the model's first
+    outputs are near-uniform class scores or, with the target standardisation of
+    orca/model/scalers.py, near the training mean. A default-initialised head starts from
+    confident random outputs and sends random gradients into the pretrained body; an exact
+    zero would send none, not even to the embedder."""
     layer = nn.Linear(in_features, out_features)
-    nn.init.zeros_(layer.weight)
+    nn.init.normal_(layer.weight, std=HEAD_INIT_STD)
     nn.init.zeros_(layer.bias)
     return layer
 
@@ -33,7 +37,7 @@ class MeanPoolLinear(nn.Module):
 
     def __init__(self, hidden_size: int, num_outputs: int) -> None:
         super().__init__()
-        self.head = zero_linear(hidden_size, num_outputs)
+        self.head = small_linear(hidden_size, num_outputs)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(h.mean(dim=1))  # (B, D) -> (B, n_out)
@@ -45,7 +49,7 @@ class Dense1dHead(nn.Module):
     def __init__(self, hidden_size: int, num_outputs: int, stride: int) -> None:
         super().__init__()
         self.num_outputs, self.stride = num_outputs, stride
-        self.head = zero_linear(hidden_size, num_outputs * stride)
+        self.head = small_linear(hidden_size, num_outputs * stride)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b, t, _ = h.shape
@@ -70,7 +74,7 @@ class Dense2dHead(nn.Module):
         super().__init__()
         self.patch = (patch, patch) if isinstance(patch, int) else tuple(patch)
         self.num_outputs, self.grid, self.output_hw, self.fit = num_outputs, grid, output_hw, fit
-        self.head = zero_linear(hidden_size, num_outputs * self.patch[0] * self.patch[1])
+        self.head = small_linear(hidden_size, num_outputs * self.patch[0] * self.patch[1])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b = h.shape[0]
