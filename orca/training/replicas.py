@@ -15,6 +15,7 @@ across the ranks, and DistributedDataParallel averages the gradients over them.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,5 +113,10 @@ def process_group() -> Iterator[tuple[Replicas, torch.device]]:
     torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world_size)
     try:
         yield Replicas(rank=rank, world_size=world_size), device
+        # Leave together, and only once nothing holds the group: a rank that tears gloo's
+        # connections down while its peer is still in a collective, or a DDP reducer that
+        # is collected after the group is gone, aborts the process (SIGABRT at exit).
+        gc.collect()
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
