@@ -132,6 +132,18 @@ def _add_otdd_parser(commands) -> None:
     otdd.add_argument(
         "--epsilon", type=float, help="entropic regularisation, squared-distance units (0.1)"
     )
+    otdd.add_argument(
+        "--tol",
+        type=float,
+        help="Sinkhorn stops at this L1 error of the row marginal (default 0.1)",
+    )
+    otdd.add_argument(
+        "--precision",
+        choices=("float32", "float64"),
+        default="float32",
+        help="floating point type of the computation (default float32, as microsoft/otdd "
+        "and stage 2 compute; the exact outer problem is always solved in float64)",
+    )
     otdd.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
 
 
@@ -226,6 +238,7 @@ def _otdd(args: argparse.Namespace) -> int:
         "epsilon": args.epsilon,
         "max_samples": args.maxsamples,
         "seed": args.seed,
+        "sinkhorn_tol": args.tol,
     }
     options = {key: value for key, value in options.items() if value is not None}
     if options.get("max_samples") == 0:
@@ -239,9 +252,9 @@ def _otdd(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with torch.no_grad():
         value = otdd(
-            torch.from_numpy(source.features),
+            torch.from_numpy(source.features).to(getattr(torch, args.precision)),
             torch.from_numpy(source.labels),
-            torch.from_numpy(target.features),
+            torch.from_numpy(target.features).to(getattr(torch, args.precision)),
             torch.from_numpy(target.labels),
             config,
         ).item()

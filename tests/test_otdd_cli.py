@@ -52,7 +52,7 @@ def api_value(arrays, **config):
 )
 def test_value_matches_the_library(files, capsys, flags, config):
     source, target, arrays = files
-    assert main(["otdd", str(source), str(target), "--json", *flags]) == 0
+    assert main(["otdd", str(source), str(target), "--json", "--precision", "float64", *flags]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert set(result) == {"value", "seconds", "inner", "outer"}
@@ -71,9 +71,20 @@ def test_human_readable_without_json(files, capsys):
     assert len(out) == 1 and "source.npz" in out[0] and "target.npz" in out[0]
 
 
+def test_tolerance_reaches_the_solver_and_float32_is_the_default(files, capsys):
+    source, target, arrays = files
+    flags = ["--inner", "sinkhorn", "--tol", "1e-9", "--json"]
+    assert main(["otdd", str(source), str(target), *flags, "--precision", "float64"]) == 0
+    tight = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["value"]
+    assert tight == pytest.approx(api_value(arrays, inner="sinkhorn", sinkhorn_tol=1e-9), rel=1e-9)
+    assert main(["otdd", str(source), str(target), *flags]) == 0  # float32
+    single = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["value"]
+    assert single != tight and single == pytest.approx(tight, rel=1e-4)
+
+
 def test_maxsamples_zero_means_every_point(files, capsys):
     source, target, arrays = files
-    flags = ["--inner", "gaussian", "--maxsamples", "0", "--json"]
+    flags = ["--inner", "gaussian", "--maxsamples", "0", "--json", "--precision", "float64"]
     assert main(["otdd", str(source), str(target), *flags]) == 0
     value = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["value"]
     expected = api_value(arrays, inner="gaussian", max_samples=None)

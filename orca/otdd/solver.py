@@ -21,10 +21,11 @@ from torch import Tensor
 from orca.otdd.scratch import scratch
 
 _ANNEAL_START = 10.0  # epsilon-scaling starts at max|C| / this (kernel entries >= e^-10)
-_ANNEAL_FACTOR = 0.1  # and goes on as eps_k = start * factor**k while above the target eps
-_ANNEAL_TOL = 1e-2  # row-marginal L1 error at which an intermediate epsilon is left
-_ANNEAL_SWEEPS = 50  # at most this many sweeps at an intermediate epsilon
-_ABSORB_AT = 10.0  # |log| of a scaling beyond which it is folded into the potentials
+_ANNEAL_FACTOR = 0.25  # and goes on as eps_k = start * factor**k while above the target eps
+_ANNEAL_TOL = 0.3  # row-marginal L1 error at which an intermediate epsilon is left
+_ANNEAL_SWEEPS = 3  # at most this many sweeps at an intermediate epsilon
+_EXPONENT_FLOOR = -50.0  # e^-50 times a scaling >= e^-30 stays a normal float32
+_ABSORB_AT = 30.0  # |log| of a scaling beyond which it is folded into the potentials
 # Precision floor: below _FLOOR_ZONE * (machine epsilon of the dtype), an error that has not
 # dropped by _STALL_GAIN (relative) in _STALL_SWEEPS sweeps is rounding noise, not progress.
 _FLOOR_ZONE = 1e3
@@ -156,15 +157,36 @@ class _Kernel:
         self.eps = math.inf
         self.kernel = scratch(kernel_name, cost.shape, log_a)  # rewritten by every build
 
-    def build(self, eps: float) -> None:
-        """Fold the scalings into the potentials and form the kernel at `eps`."""
+    def build(self, eps: float, level_start: bool = False) -> None:
+        """Fold the scalings into the potentials and form the kernel at `eps`.
+
+        `level_start` (a new epsilon of the schedule) first folds each row's largest
+        exponent into f0 (a hard c-transform of g: every row then has an entry 1). The next
+        row update recomputes f from g anyway, so this moves nothing the sweep keeps; it
+        keeps the first sweep's scalings inside the floating range, where potentials of a
+        larger epsilon would otherwise send them out of it (and the log-domain rescue costs
+        two log-sum-exp passes over the cost)."""
         self.absorb()
         self.eps = eps
         kernel = self.kernel  # (B, n, m)
         self.cost.exponent(self.f0, self.g0, eps, kernel)
-        kernel.exp_()
+        if level_start and not self.symmetric:
+            self._fold_largest_exponents(kernel, eps)
+        # exp is ten times slower on arguments whose result underflows or is subnormal, and
+        # so are products with subnormal kernel entries: entries below e^_EXPONENT_FLOOR
+        # (negligible next to a row's largest, about 1 after a fold or near convergence)
+        # are raised to it.
+        kernel.clamp_(min=_EXPONENT_FLOOR).exp_()
         if self.valid is not None:
             kernel.masked_fill_(~self.valid, 1.0)
+
+    def _fold_largest_exponents(self, exponent: Tensor, eps: float) -> None:
+        """f0_i -= eps max_j E_ij, with E updated in place: every row gets an entry 1."""
+        if self.valid is not None:
+            exponent.masked_fill_(~self.valid, -math.inf)
+        largest = exponent.amax(dim=2).masked_fill_(~self.valid_a, 0.0)  # (B, n)
+        exponent.sub_(largest.unsqueeze(2))
+        self.f0 = self.f0 - eps * largest
 
     def absorb(self) -> None:
         if math.isinf(self.eps):
@@ -338,12 +360,13 @@ def solve_one(
 def _solve(cost, log_a, log_b, epsilon, max_iter, tol, symmetric, valid, keep_coupling, name):
     with torch.no_grad():
         solver = _Kernel(cost, log_a, log_b, valid, symmetric, name)
-        for eps in _schedule(cost.largest(), epsilon):
-            solver.build(eps)
+        # The averaged symmetric map converges in a few sweeps from any start: no schedule.
+        for eps in [] if symmetric else _schedule(cost.largest(), epsilon):
+            solver.build(eps, level_start=True)
             for _ in range(_ANNEAL_SWEEPS):
                 if float(solver.sweep().max()) < _ANNEAL_TOL:
                     break
-        solver.build(epsilon)
+        solver.build(epsilon, level_start=True)
         iterations, stalled, level = 0, 0, math.inf  # level: error at the last real gain
         floor = _FLOOR_ZONE * torch.finfo(log_a.dtype).eps
         while iterations < max_iter:
