@@ -80,7 +80,8 @@ def sinkhorn_potentials(
     """Solve the entropic OT problem (stabilised scaling iterations), without autograd.
 
     The solver first passes through a geometric schedule of epsilons from max|C| / 10 down
-    to `epsilon` (epsilon-scaling, a warm start; none when epsilon >= max|C| / 10), then
+    to `epsilon` by factors of 4, up to 3 sweeps each (epsilon-scaling, a warm start; none
+    when epsilon >= max|C| / 10, nor for symmetric problems), then
     sweeps at `epsilon` until the L1 error of the row marginal is below `tol` (columns are
     exact after each sweep), or `max_iter` sweeps have run, or the error has stalled at the
     rounding floor of the dtype (see `orca.otdd.solver.solve_batched`). Not reaching `tol`

@@ -65,10 +65,11 @@ class _DenseCost:
         low, high = torch.aminmax(self.cost)
         return max(abs(float(low)), abs(float(high)))
 
-    def exponent(self, f0: Tensor, g0: Tensor, eps: float, out: Tensor) -> None:
-        """out = (f0_i + g0_j - C_ij) / eps on every entry."""
+    def exponent(self, f0: Tensor | None, g0: Tensor, eps: float, out: Tensor) -> None:
+        """out = (f0_i + g0_j - C_ij) / eps on every entry (f0 None: taken as 0)."""
         torch.sub(g0.unsqueeze(1) / eps, self.cost, alpha=1.0 / eps, out=out)
-        out.add_(f0.unsqueeze(2) / eps)
+        if f0 is not None:
+            out.add_(f0.unsqueeze(2) / eps)
 
     def dense(self) -> Tensor:
         return self.cost
@@ -93,13 +94,15 @@ class _BlockCost:
                 largest = max(largest, abs(float(low)), abs(float(high)))
         return largest
 
-    def exponent(self, f0: Tensor, g0: Tensor, eps: float, out: Tensor) -> None:
-        """out = (f0_i + g0_j - C_ij) / eps on each block's entries (padding untouched)."""
+    def exponent(self, f0: Tensor | None, g0: Tensor, eps: float, out: Tensor) -> None:
+        """out = (f0_i + g0_j - C_ij) / eps on each block's entries (padding untouched;
+        f0 None: taken as 0)."""
         for k, block in enumerate(self.blocks):
             n, m = block.shape
             part = out[k, :n, :m]
             torch.sub(g0[k, :m] / eps, block, alpha=1.0 / eps, out=part)
-            part.add_(f0[k, :n].unsqueeze(1) / eps)
+            if f0 is not None:
+                part.add_(f0[k, :n].unsqueeze(1) / eps)
 
     def dense(self) -> Tensor:
         cost = self.blocks[0].new_zeros(self.shape)
@@ -169,9 +172,11 @@ class _Kernel:
         self.absorb()
         self.eps = eps
         kernel = self.kernel  # (B, n, m)
-        self.cost.exponent(self.f0, self.g0, eps, kernel)
-        if level_start and not self.symmetric:
+        if level_start and not self.symmetric:  # the fold sets f0: its old value drops out
+            self.cost.exponent(None, self.g0, eps, kernel)
             self._fold_largest_exponents(kernel, eps)
+        else:
+            self.cost.exponent(self.f0, self.g0, eps, kernel)
         # exp is ten times slower on arguments whose result underflows or is subnormal, and
         # so are products with subnormal kernel entries: entries below e^_EXPONENT_FLOOR
         # (negligible next to a row's largest, about 1 after a fold or near convergence)
@@ -181,12 +186,13 @@ class _Kernel:
             kernel.masked_fill_(~self.valid, 1.0)
 
     def _fold_largest_exponents(self, exponent: Tensor, eps: float) -> None:
-        """f0_i -= eps max_j E_ij, with E updated in place: every row gets an entry 1."""
+        """f0_i = -eps max_j E_ij for E = (g0_j - C_ij) / eps, with E updated in place:
+        every row gets an entry 1."""
         if self.valid is not None:
             exponent.masked_fill_(~self.valid, -math.inf)
         largest = exponent.amax(dim=2).masked_fill_(~self.valid_a, 0.0)  # (B, n)
         exponent.sub_(largest.unsqueeze(2))
-        self.f0 = self.f0 - eps * largest
+        self.f0 = -eps * largest
 
     def absorb(self) -> None:
         if math.isinf(self.eps):
