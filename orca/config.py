@@ -111,7 +111,8 @@ class RefineConfig(Config):
     `patience=None` turns early stopping off. `dropout` overrides the body's dropout
     during fine-tuning (0, as the authors do; None keeps the body's own). The embedder and
     predictor train at `task_lr_scale` x lr. `probe_steps` > 0 first fits the predictor
-    alone on the frozen model's outputs (orca/training/probe_warm_start.py).
+    alone on the frozen model's outputs (orca/training/probe_warm_start.py). `mixup` > 0 trains
+    on mixed example pairs ("auto": for class labels only; orca/training/mixup.py).
     """
 
     epochs: int | str = AUTO
@@ -129,6 +130,7 @@ class RefineConfig(Config):
     dropout: float | None = 0.0
     task_lr_scale: float = 10.0
     probe_steps: int = 200
+    mixup: float | str = 0.0  # Beta(alpha, alpha) mixup: 0 off, "auto" for class labels
     eval_batch_size: int = 64
     # Seconds of training between per-epoch checkpoints (0: after every epoch). A crash loses
     # at most about this much work; short runs are not slowed by writing the model each epoch.
@@ -156,6 +158,7 @@ class RefineConfig(Config):
             check_number("refine.dropout", self.dropout, minimum=0, maximum=0.9)
         check_number("refine.task_lr_scale", self.task_lr_scale, minimum=0, exclusive_minimum=True)
         check_number("refine.probe_steps", self.probe_steps, minimum=0, integer=True)
+        _check_auto_or_number("refine.mixup", self.mixup, minimum=0, maximum=10)
         check_number("refine.eval_batch_size", self.eval_batch_size, minimum=1, integer=True)
         check_number("refine.checkpoint_interval_s", self.checkpoint_interval_s, minimum=0)
         check_number("refine.processes", self.processes, minimum=1, integer=True)

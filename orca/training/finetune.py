@@ -17,6 +17,7 @@ import torch
 
 from orca.config import RefineConfig
 from orca.metrics import Metric
+from orca.training.mixup import mixed_loss, mixup_alpha
 from orca.training.optim import create_optimizer, parameter_groups, warmup_then_decay
 from orca.training.recipe import AUTO, choose_patience
 from orca.training.replicas import SINGLE, Replicas
@@ -156,6 +157,7 @@ def fine_tune(
         loop = checkpoints.restore(model, optimizer, scheduler, generator, EpochRecord) or loop
     resumed_from = len(loop.history) - 1 if loop.history else None
     accumulation = config.accumulation_steps
+    alpha = mixup_alpha(config.mixup, y_train) if x_train.is_floating_point() else 0.0
     forward = replicas.wrap(model)  # the model itself, or DistributedDataParallel over it
     best_buffers: dict[str, torch.Tensor] | None = None  # CPU tensors this call owns
     last_saved = time.monotonic()
@@ -170,7 +172,7 @@ def fine_tune(
             index = order[start : start + batch_size]
             xb, yb = x_train[index].to(device), y_train[index].to(device)
             with _autocast(device):
-                loss = loss_fn(forward(xb).float(), yb)
+                loss = mixed_loss(loss_fn, forward, xb, yb, alpha, generator)
             # Without accumulation the loss is not divided: one autograd node less, same grads.
             (loss if accumulation == 1 else loss / accumulation).backward()
             running.add_(loss.detach(), alpha=len(index))  # float64 sum, as exact as before
