@@ -234,8 +234,9 @@ def epoch_worker(spec: dict) -> dict:
     return {"build": build_seconds, "cached": cached_seconds, "recomputed": recomputed_seconds}
 
 
-def run_worker(spec: dict, flag: str = "--worker") -> dict:
-    command = [sys.executable, __file__, flag, json.dumps(spec)]
+def run_worker(spec: dict, flag: str = "--worker", script: str = __file__) -> dict:
+    """Run `script flag spec` in a fresh process; its last stdout line is the JSON result."""
+    command = [sys.executable, script, flag, json.dumps(spec)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
-from bench_otdd import current_rss_mib, peak_rss_mib, reference_otdd
+from bench_otdd import current_rss_mib, peak_rss_mib, reference_otdd, run_worker
 
 CLOUDS = ("shifted", "same", "overlap")
 
@@ -84,11 +82,10 @@ def worker(spec: dict) -> dict:
 
 
 def run(spec: dict) -> dict:
-    command = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{spec['side']} failed: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_worker(spec, script=__file__)
+    if "error" in result:
+        raise SystemExit(f"{spec['side']} failed: {result['error']}")
+    return result
 
 
 def main() -> None:

@@ -249,12 +249,13 @@ def _otdd(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"orca otdd: error: {error}", file=sys.stderr)
         return 2
+    dtype = getattr(torch, args.precision)
     started = time.perf_counter()
     with torch.no_grad():
         value = otdd(
-            torch.from_numpy(source.features).to(getattr(torch, args.precision)),
+            torch.from_numpy(source.features).to(dtype),
             torch.from_numpy(source.labels),
-            torch.from_numpy(target.features).to(getattr(torch, args.precision)),
+            torch.from_numpy(target.features).to(dtype),
             torch.from_numpy(target.labels),
             config,
         ).item()

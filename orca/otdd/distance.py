@@ -53,9 +53,10 @@ class OTDDConfig(Config):
     max_samples_per_class: int = 500  # per-class cap in the inner class-to-class problems
     sinkhorn_max_iter: int = 1000
     # L1 error of the row marginal (sum_i |(P 1)_i - a_i|) at which Sinkhorn stops. The value
-    # converges far sooner than the plan: at 0.1 the debiased OTDD was within 0.16% of its
-    # exact (unregularised) value on 5k x 5k clouds, d = 64, at eps = 0.1, in 3 s on 2 cores;
-    # 1e-3 gives 0.02% in 35-40 s (benchmarks/bench_otdd_reference.py). Lower it for a plan.
+    # converges far sooner than the plan: at 0.1 the debiased OTDD was within 0.25% of its
+    # exact (unregularised) value on 5k x 5k clouds, d = 64, at eps = 0.1, in about 3 s on
+    # 2 cores; 1e-3 gave 0.02% in 35-40 s (benchmarks/bench_otdd_reference.py measures the
+    # default). Lower it for a converged plan.
     sinkhorn_tol: float = 0.1
     chunk_size: int = 4096  # source rows per block when building M
     seed: int = 0  # seeds every random subsample
