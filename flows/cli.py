@@ -126,7 +126,8 @@ def _add_otdd_parser(commands) -> None:
         "--maxsamples",
         type=int,
         metavar="N",
-        help="at most N points per side, a seeded random subset; 0: all (default 5000)",
+        help="at most N points per side, a seeded random subset stratified by class; 0: all "
+        "(default 5000)",
     )
     otdd.add_argument("--seed", type=int, help="seed of the random subsets (default 0)")
     otdd.add_argument(

@@ -163,8 +163,11 @@ def test_bad_option_is_a_clean_error(files, capsys):
 def test_loader_returns_checked_arrays(tmp_path):
     path = write(tmp_path / "d.npz", X=X_GOOD.astype(np.float32), y=Y_GOOD.astype(np.float64))
     loaded = load_labelled(path)
-    assert loaded.features.dtype == np.float64 and loaded.labels.dtype == np.int64
+    # float32 features stay float32 (no copy of a large file); integers become float64
+    assert loaded.features.dtype == np.float32 and loaded.labels.dtype == np.int64
     np.testing.assert_array_equal(loaded.labels, Y_GOOD)
+    path = write(tmp_path / "i.npz", X=np.arange(12).reshape(6, 2), y=np.array([0, 1] * 3))
+    assert load_labelled(path).features.dtype == np.float64
     with pytest.raises(ValueError):  # DatasetFileError is a ValueError
         load_labelled(tmp_path / "missing.npz")
     assert issubclass(DatasetFileError, ValueError)
@@ -180,3 +183,14 @@ def test_otdd_command_loads_neither_prefect_nor_mlflow(files):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_non_finite_values_are_found_in_any_block(tmp_path, monkeypatch):
+    import orca.otdd.files as files_module
+
+    monkeypatch.setattr(files_module, "_CHECK_ELEMENTS", 4)  # two rows of 2 per block
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    x[9, 1] = np.inf  # in the last block
+    path = write(tmp_path / "late.npz", X=x, y=np.array([0, 1] * 5))
+    with pytest.raises(DatasetFileError, match=r"late\.npz: X has 1 non-finite"):
+        load_labelled(path)

@@ -49,7 +49,8 @@ class OTDDConfig(Config):
     inner: Literal["exact", "sinkhorn", "gaussian"] = "exact"
     outer: Literal["exact", "sinkhorn"] = "sinkhorn"
     epsilon: float = 0.1  # outer (and "sinkhorn" inner) regularisation, squared-distance units
-    max_samples: int | None = 5000  # per-side cap on points in the outer problem
+    # Per-side cap on points in the outer problem: a seeded subset stratified by class.
+    max_samples: int | None = 5000
     max_samples_per_class: int = 500  # per-class cap in the inner class-to-class problems
     sinkhorn_max_iter: int = 1000
     # L1 error of the row marginal (sum_i |(P 1)_i - a_i|) at which Sinkhorn stops. The value
@@ -95,15 +96,42 @@ def _check_labelled(side: str, features: Tensor, labels: Tensor) -> None:
         )
 
 
-def _subsample(
+def class_quotas(counts: Tensor, cap: int) -> Tensor:
+    """Points to keep per class (C,) so that they sum to min(cap, counts.sum()) and follow
+    the class proportions: floor(cap * share), then the largest remainders get one more
+    (ties to the lower class index). No class gets more than it has."""
+    total = int(counts.sum())
+    if cap >= total:
+        return counts.clone()
+    exact = counts.double() * cap / total
+    quotas = exact.floor().long()
+    left = cap - int(quotas.sum())
+    order = torch.argsort(-(exact - quotas), stable=True)
+    quotas[order[:left]] += 1
+    return torch.minimum(quotas, counts)
+
+
+def subsample(
     features: Tensor, labels: Tensor, cap: int | None, seed: int
 ) -> tuple[Tensor, Tensor]:
-    """At most `cap` rows, a seeded uniform random subset kept in the original order."""
+    """At most `cap` rows, a seeded random subset stratified by class (each class keeps its
+    share of the rows, `class_quotas`), kept in the original order. Stratifying keeps the
+    outer problem's class masses those of the full dataset, which a uniform subset only
+    does on average."""
     if cap is None or len(features) <= cap:
         return features, labels
     generator = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(len(features), generator=generator)[:cap].sort().values
-    rows = rows.to(features.device)  # (cap,)
+    _, index, counts = torch.unique(
+        labels.cpu(), sorted=True, return_inverse=True, return_counts=True
+    )
+    quotas = class_quotas(counts, cap)
+    by_class = torch.argsort(index, stable=True)  # rows grouped by class, (n,)
+    starts = torch.cumsum(counts, 0) - counts
+    kept = []
+    for start, count, quota in zip(starts.tolist(), counts.tolist(), quotas.tolist(), strict=True):
+        pick = torch.randperm(count, generator=generator)[:quota]
+        kept.append(by_class[start + pick])
+    rows = torch.cat(kept).sort().values.to(features.device)  # (cap,)
     return features[rows], labels[rows.to(labels.device)]
 
 
@@ -133,10 +161,10 @@ class OTDD:
     blocks the inner problems take their costs (no distances of their own), the label
     distances W_st and W_tt, detached, and the outer problems.
 
-    The source keeps a seeded subset of at most `config.max_samples` points; each target gets
-    the same treatment per call. Works on any device and floating dtype; the source follows
-    the target's at call time. Memory: at most two (n, m)-sized buffers at a time (cost and
-    Sinkhorn kernel), plus the inner problems' batches.
+    The source keeps a seeded subset of at most `config.max_samples` points, stratified by
+    class; each target gets the same treatment per call. Works on any device and floating
+    dtype; the source follows the target's at call time. Memory: at most two (n, m)-sized
+    buffers at a time (cost and Sinkhorn kernel), plus the inner problems' batches.
     """
 
     def __init__(
@@ -144,7 +172,7 @@ class OTDD:
     ) -> None:
         self.config = cfg = config if config is not None else OTDDConfig()
         _check_labelled("source", source_features, source_labels)
-        xs, ys = _subsample(source_features.detach(), source_labels, cfg.max_samples, cfg.seed)
+        xs, ys = subsample(source_features.detach(), source_labels, cfg.max_samples, cfg.seed)
         self._xs, self._ys = xs, ys
         self._source_index = torch.unique(ys, sorted=True, return_inverse=True)[1]  # (n,)
         options: dict[str, Any] = {}
@@ -234,7 +262,7 @@ class OTDD:
         """
         self._check_target(target_features, target_labels)
         cfg = self.config
-        xt, yt = _subsample(target_features, target_labels, cfg.max_samples, cfg.seed)
+        xt, yt = subsample(target_features, target_labels, cfg.max_samples, cfg.seed)
         target = self._side(xt, yt)  # target.points: xt reordered by class, with autograd
         wants_gradient = torch.is_grad_enabled() and target.points.requires_grad
         with torch.no_grad(), scratch_scope():
