@@ -1,7 +1,18 @@
 """Stage 1 predictors: map the body's output tokens (B, T, D) to the task's label space.
 
-Pooled heads (classification, multi-label, regression) mean-pool over tokens (not a CLS
-token). Dense heads map each token back to the input positions it came from.
+Heads for one output per example (classification, multi-label, regression) read every
+output token through one Linear(T * D, n_out) (`FlattenLinear`) when that layer has at most
+FLATTEN_MAX_WEIGHTS weights, and mean-pool over tokens (`MeanPoolLinear`, the authors'
+head; no CLS token) above that. Why: a mean over tokens forgets which token said what,
+and on small tasks fine-tuning does not teach the body to route it into the mean. Linear
+probes of the frozen body's outputs, selected on validation (2 seeds), gave test errors
+with the mean against the concatenation of: GunPoint 21.3 against 11.3-13.3%, digits
+21.3-25.2 against 14.1-16.7%. Fine-tuned with the demo's recipe (30 s, 2 seeds, align then
+refine), the concatenating head lowered the mean test error on GunPoint 24.0 -> 16.3%,
+digits 17.1 -> 11.1%, breast cancer 0.032 -> 0.022 (1 - AUROC), Covid3Month 1.07 -> 0.995
+(1 - R^2), and raised it on BasicMotions 1.25 -> 2.5% and ACSF1 25 -> 33% (one seed at
+42%). A head over every token is the one PatchTST (Nie et al., ICLR 2023) uses for series.
+Dense heads map each token back to the input positions it came from.
 """
 
 from __future__ import annotations
@@ -18,6 +29,9 @@ PREDICTORS: Registry[Callable[..., nn.Module]] = Registry("predictor")
 
 
 HEAD_INIT_STD = 1e-3
+# Largest T * D * n_out of a FlattenLinear; above it the head mean-pools (e.g. Swin-base's
+# 49 x 1024 outputs: flattened for 2-5 classes, mean-pooled for CIFAR-100's 100).
+FLATTEN_MAX_WEIGHTS = 2**18
 
 
 def small_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -86,7 +100,49 @@ class Dense2dHead(nn.Module):
         return out[:, :, : self.output_hw[0], : self.output_hw[1]]  # (B, n_out, H, W)
 
 
-def _pooled(hidden_size: int, num_outputs: int, **_: object) -> MeanPoolLinear:
+class FlattenLinear(nn.Module):
+    """Every token, concatenated and divided by T, then Linear(T * D, n_out):
+    (B, T, D) -> (B, n_out). The 1 / T keeps the effect of an optimizer step on the outputs
+    that of MeanPoolLinear (Adam moves every weight by about the lr, and the outputs by the
+    lr times the summed input), whatever the number of tokens; without it the predictor's
+    warm start overshot in 10 steps at its lr of 1e-2 and kept its zero start."""
+
+    def __init__(self, hidden_size: int, num_tokens: int, num_outputs: int) -> None:
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.head = small_linear(num_tokens * hidden_size, num_outputs)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[1] != self.num_tokens:
+            raise ValueError(
+                f"FlattenLinear was built for {self.num_tokens} body output tokens, "
+                f"got {h.shape[1]}"
+            )
+        return self.head(h.flatten(1) / self.num_tokens)  # (B, T * D) -> (B, n_out)
+
+
+def body_output_tokens(embedder: nn.Module, body: nn.Module) -> int | None:
+    """Tokens the body returns for one example: the embedder's grid as the body maps it
+    (vision bodies merge patches), or the embedder's sequence length; None if unknown."""
+    grid = getattr(embedder, "grid", None)
+    if grid is not None and hasattr(body, "output_grid"):
+        height, width = body.output_grid(tuple(grid))
+        return int(height * width)
+    tokens = getattr(embedder, "num_tokens", None)
+    return None if tokens is None else int(tokens)
+
+
+def _pooled(
+    hidden_size: int,
+    num_outputs: int,
+    *,
+    embedder: nn.Module | None = None,
+    body: nn.Module | None = None,
+    **_: object,
+) -> nn.Module:
+    tokens = None if embedder is None or body is None else body_output_tokens(embedder, body)
+    if tokens is not None and tokens * hidden_size * num_outputs <= FLATTEN_MAX_WEIGHTS:
+        return FlattenLinear(hidden_size, tokens, num_outputs)
     return MeanPoolLinear(hidden_size, num_outputs)
 
 
