@@ -43,16 +43,17 @@ DIM = 768
 def run_cli(source: Path, target: Path, flags: list[str]) -> dict:
     """One `orca otdd ... --json` in a fresh process: its JSON, wall seconds, peak RSS."""
     command = [sys.executable, "-m", "flows.cli", "otdd", str(source), str(target), "--json"]
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command + flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    process.stdout.close()
-    process.stderr.close()
-    process.returncode = os.waitstatus_to_exitcode(status)
+    # Output goes to files, not pipes: waiting on the process (for its own rusage) with
+    # unread pipes would hang once it wrote more than a pipe holds.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command + flags, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        out, err = out.read(), err.read()
     if process.returncode != 0:
         raise RuntimeError(f"orca otdd failed ({process.returncode}): {err.strip()}")
     result = json.loads(out.strip().splitlines()[-1])
