@@ -4,8 +4,9 @@ For a task and a list of variants (named refine/model settings), this trains the
 the ingest splits (train / validation carved as the pipeline does) and prints, per variant:
 the learning curve (train loss, validation metric per epoch), the best epoch, the test
 metric of the best-validation state, and the wall time. `--probe` adds linear probes:
-logistic/ridge regression on mean-pooled features of (a) the raw input, (b) the initial
-embedder's tokens, (c) the frozen pretrained body's outputs, selected on validation.
+logistic/ridge regression, selected on validation, on (a) the raw input, (b) the initial
+embedder's tokens, (c) the frozen pretrained body's outputs, (d) a frozen random body's
+outputs, with the tokens mean-pooled and concatenated.
 
     .venv/bin/python benchmarks/diagnose_quality.py gunpoint --variants current recipe
     .venv/bin/python benchmarks/diagnose_quality.py digits --probe --variants recipe
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -29,9 +31,11 @@ from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task
 from orca.metrics import LOSSES, METRICS
 from orca.model import create_model
+from orca.model.bodies import load_body
 from orca.model.orca_model import set_body_dropout
 from orca.stages.ingest import split_train_validation
 from orca.training.finetune import evaluate
+from orca.training.recipe import choose_batch_size
 from orca.training.recipe_run import train_with_recipe
 from orca.training.refine_modes import apply_refine_mode
 
@@ -53,9 +57,12 @@ def parse_variant(text: str) -> tuple[str, dict[str, object]]:
     return name if not rest else text, settings
 
 
-def splits(task_name: str, seed: int):
+def splits(task_name: str, seed: int, raw=None):
+    """The task's train / validation / test tensors as ingest carves them for `seed`;
+    `raw` (a RawTask) replaces the task's loader, e.g. arrays exported by
+    benchmarks/compute_scaling.py to a machine without the data packages."""
     spec = get_task(task_name)
-    raw = spec.loader()
+    raw = raw if raw is not None else spec.loader()
     if raw.x_val is not None:
         x_tr, x_va, y_tr, y_va = raw.x_train, raw.x_val, raw.y_train, raw.y_val
     else:
@@ -75,20 +82,47 @@ def splits(task_name: str, seed: int):
     )
 
 
-def run_variant(spec, train, val, test, backbone: str, settings: dict, seed: int) -> dict:
-    """Train as the refine stage does (recipe plan, warm start, fine-tuning), in memory."""
+def run_variant(
+    spec,
+    train,
+    val,
+    test,
+    backbone: str,
+    settings: dict,
+    seed: int,
+    *,
+    device: str = "cpu",
+    proxy: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
+    """Train as the refine stage does (recipe plan, warm start, fine-tuning), in memory.
+
+    Settings beyond RefineConfig's fields: `scratch=1` (random body), `raw=1` (no
+    standardisation), `align=N` (N embedder epochs first; `align.FIELD=V` overrides the
+    task's AlignConfig), `mode=...` (refine mode), `steps=S` (epochs for about S optimizer
+    steps at the recipe's batch size). `proxy` gives the proxy features and labels instead
+    of extracting them here."""
     settings = dict(settings)
     scratch = bool(settings.pop("scratch", 0))
     raw = bool(settings.pop("raw", 0))  # 1: no input/target standardisation
     align_epochs = int(settings.pop("align", 0))
+    align_keys = [key for key in settings if key.startswith("align.")]
+    align_overrides = {key.removeprefix("align."): settings.pop(key) for key in align_keys}
     mode = str(settings.pop("mode", "full"))
+    steps = settings.pop("steps", None)
+    if steps is not None:
+        batch = settings.get("batch_size", "auto")
+        batch = choose_batch_size(len(train[0])) if batch == "auto" else int(batch)
+        settings["epochs"] = max(1, math.ceil(int(steps) / math.ceil(len(train[0]) / batch)))
     config = RefineConfig.from_dict({**spec.refine.to_dict(), **settings})
     torch.manual_seed(seed)
-    model = create_model(spec, backbone, seed=seed, pretrained=not scratch)
+    body = load_body(backbone, pretrained=not scratch).float()  # a half-precision export too
+    model = create_model(spec, backbone, seed=seed, pretrained=not scratch, body=body)
     if not raw:
         model.fit_scalers(*train)
-    if align_epochs:
-        _align(model, spec, train, backbone, align_epochs, seed)
+    if align_epochs:  # on the CPU, as the align stage runs it
+        align = spec.align.replace(epochs=align_epochs, **align_overrides)
+        _align(model, spec, train, backbone, align, seed, proxy)
+    model.to(device)
     if config.dropout is not None:
         set_body_dropout(model, config.dropout)
     trainable = set(apply_refine_mode(model, mode))
@@ -118,19 +152,23 @@ def run_variant(spec, train, val, test, backbone: str, settings: dict, seed: int
     }
 
 
-def _align(model, spec, train, backbone: str, epochs: int, seed: int) -> None:
-    from orca.alignment.pseudo_labels import kmeans_pseudo_labels
+def proxy_features(backbone: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The proxy dataset's features and labels, as the proxy stage extracts them."""
     from orca.config import ProxyConfig
-    from orca.model.bodies import load_body
     from orca.proxy.datasets import resolve_proxy_name
     from orca.stages.proxy import FEATURISERS
-    from orca.training.align import train_embedder
 
     body = load_body(backbone)
-    config = ProxyConfig()
     name = resolve_proxy_name("auto", body.kind)
-    _, proxy = FEATURISERS.get(body.kind)(body, name, config, seed, None)
-    features, labels = proxy.features, proxy.labels
+    _, proxy = FEATURISERS.get(body.kind)(body, name, ProxyConfig(), seed, None)
+    return np.asarray(proxy.features), np.asarray(proxy.labels)
+
+
+def _align(model, spec, train, backbone: str, align, seed: int, proxy=None) -> None:
+    from orca.alignment.pseudo_labels import kmeans_pseudo_labels
+    from orca.training.align import train_embedder
+
+    features, labels = proxy if proxy is not None else proxy_features(backbone, seed)
     y = train[1].numpy()
     target_labels = (
         y if spec.output == "classification" else kmeans_pseudo_labels(y, k=10, seed=seed)
@@ -141,55 +179,69 @@ def _align(model, spec, train, backbone: str, epochs: int, seed: int) -> None:
         torch.from_numpy(np.asarray(target_labels)).long(),
         torch.as_tensor(features),
         torch.as_tensor(labels).long(),
-        spec.align.replace(epochs=epochs),
+        align,
         seed=seed,
     )
 
 
 @torch.no_grad()
-def _pooled(fn, x: torch.Tensor, batch: int = 64) -> np.ndarray:
-    return torch.cat([fn(x[i : i + batch]).mean(dim=1) for i in range(0, len(x), batch)]).numpy()
+def _pooled(fn, x: torch.Tensor, pool: str, batch: int = 64) -> np.ndarray:
+    def reduce(tokens: torch.Tensor) -> torch.Tensor:  # (B, T, D) -> (B, D) or (B, T * D)
+        return tokens.mean(dim=1) if pool == "mean" else tokens.flatten(1)
+
+    return torch.cat([reduce(fn(x[i : i + batch])) for i in range(0, len(x), batch)]).numpy()
 
 
 def linear_probes(spec, train, val, test, backbone: str, seed: int) -> dict[str, float]:
-    """Test metric of a validation-selected linear model on three feature sets."""
-    from sklearn.linear_model import LogisticRegression, Ridge
-
+    """Test metric of a validation-selected linear model on each feature set, with the
+    tokens mean-pooled and concatenated: the raw input, the initial embedder's tokens, and
+    the outputs of the frozen body, pretrained and random (the same initial embedder)."""
     torch.manual_seed(seed)
     model = create_model(spec, backbone, seed=seed).eval()
     model.fit_scalers(*train)
+    random_body = load_body(backbone, pretrained=False).eval()
     features = {
         "raw input": lambda x: x.reshape(len(x), 1, -1).float(),
         "initial embedder tokens": model.embed,
-        "frozen body outputs": lambda x: model.encode(model.embed(x)),
+        "frozen pretrained body": lambda x: model.encode(model.embed(x)),
+        "frozen random body": lambda x: random_body(model.embed(x)),
     }
-    metric = METRICS.get(spec.metric)
     out = {}
     for name, fn in features.items():
-        f_tr, f_va, f_te = (_pooled(fn, split[0]) for split in (train, val, test))
-        mu, sd = f_tr.mean(0), f_tr.std(0) + 1e-6
-        f_tr, f_va, f_te = ((f - mu) / sd for f in (f_tr, f_va, f_te))
-        best = None
-        for c in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0):
-            if spec.output == "classification":
-                clf = LogisticRegression(C=c, max_iter=2000).fit(f_tr, train[1].numpy())
-                score = lambda f, clf=clf: _full_logits(clf, f, spec.num_outputs)  # noqa: E731
-            else:
-                y_tr = train[1].numpy().reshape(len(f_tr), -1)
-                clf = Ridge(alpha=1.0 / c).fit(f_tr, y_tr)
-                shape = tuple(train[1].shape[1:])
-                score = lambda f, clf=clf, shape=shape: clf.predict(f).reshape(-1, *shape)  # noqa: E731
-            value = metric.compute(score(f_va), val[1].numpy())
-            key = value if metric.lower_is_better else -value
-            if best is None or key < best[0]:
-                best = (key, c, metric.compute(score(f_te), test[1].numpy()))
-        out[name] = best[2]
+        for pool in ("mean", "concat"):
+            if name == "raw input" and pool == "concat":
+                continue  # one token: the same as the mean
+            splits = [_pooled(fn, part[0], pool) for part in (train, val, test)]
+            out[f"{name}, {pool}"] = _probe(spec, *splits, train[1], val[1], test[1])
     return out
+
+
+def _probe(spec, f_tr, f_va, f_te, y_tr, y_va, y_te) -> float:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    mu, sd = f_tr.mean(0), f_tr.std(0) + 1e-6
+    f_tr, f_va, f_te = ((f - mu) / sd for f in (f_tr, f_va, f_te))
+    metric = METRICS.get(spec.metric)
+    best = None
+    for c in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0):
+        if spec.output == "classification":
+            clf = LogisticRegression(C=c, max_iter=2000).fit(f_tr, y_tr.numpy())
+            score = lambda f, clf=clf: _full_logits(clf, f, spec.num_outputs)  # noqa: E731
+        else:
+            clf = Ridge(alpha=1.0 / c).fit(f_tr, y_tr.numpy().reshape(len(f_tr), -1))
+            shape = tuple(y_tr.shape[1:])
+            score = lambda f, clf=clf, shape=shape: clf.predict(f).reshape(-1, *shape)  # noqa: E731
+        value = metric.compute(score(f_va), y_va.numpy())
+        key = value if metric.lower_is_better else -value
+        if best is None or key < best[0]:
+            best = (key, metric.compute(score(f_te), y_te.numpy()))
+    return best[1]
 
 
 def _full_logits(clf, f: np.ndarray, num_classes: int) -> np.ndarray:
     logits = np.full((len(f), num_classes), -1e9, dtype=np.float32)
-    logits[:, clf.classes_] = clf.predict_log_proba(f)
+    # log of clipped probabilities: a confident model's log-probability 0 would be -inf
+    logits[:, clf.classes_] = np.log(np.clip(clf.predict_proba(f), 1e-12, None))
     return logits
 
 
@@ -213,7 +265,7 @@ def main() -> None:
     )
     if args.probe:
         for name, value in linear_probes(spec, train, val, test, args.backbone, 0).items():
-            print(f"probe  {name:26s} test {value:.4f}")
+            print(f"probe  {name:34s} test {value:.4f}", flush=True)
     for text in args.variants:
         name, settings = parse_variant(text)
         tests = []
