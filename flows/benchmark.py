@@ -3,7 +3,10 @@
 Ingest and proxy features are shared between runs through the stage cache. Runs are
 submitted to the flow's task runner: one at a time by default (one CPU's worth of work);
 `benchmark.with_options(task_runner=...)` runs them on a thread pool, Dask or Ray instead.
-A failed run is recorded and the others go on.
+A failed run is recorded and the others go on; the flow run then ends Failed (so that a
+scheduled refresh with failed runs looks failed to Prefect's automations), its state
+carrying the same results and failures as a completed one returns: call it with
+`return_state=True` and read `state.result(raise_on_failure=False)`.
 
 A whole run is cached too (keyed by its config and the code version, not by the MLflow
 parent), so re-running a benchmark whose runs are all done costs one cache lookup per run:
@@ -20,6 +23,7 @@ from typing import Any
 
 from prefect import flow, runtime, task
 from prefect.settings import temporary_settings
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.prefect_api import heartbeats_off
@@ -66,8 +70,9 @@ def _label(config: PipelineConfig) -> str:
     validate_parameters=True,
     task_runner=ThreadPoolTaskRunner(max_workers=1),
 )
-def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
-    """Run every task x method x seed of `config`; return the results and the failures."""
+def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
+    """Run every task x method x seed of `config`; return the results and the failures
+    (as the data of a Failed state when any run failed)."""
     storage.ensure_result_storage()  # the cache records' storage, where it is a URL
     runs = config.runs()
     parent = benchmark_tracking.start_parent_run(
@@ -97,4 +102,8 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any]:
                 continue
             results.append(result)
     benchmark_tracking.finish_parent_run(parent, len(results), failures)
-    return {"benchmark_run_id": parent, "results": results, "failures": failures}
+    out = {"benchmark_run_id": parent, "results": results, "failures": failures}
+    if failures:
+        message = f"{len(failures)} of {len(runs)} runs failed; the first: {failures[0]}"
+        return Failed(message=message, data=out)
+    return out

@@ -292,8 +292,8 @@ def main(argv: list[str] | None = None, after_load: Callable[[], None] | None = 
         print(f"orca: error: {error}", file=sys.stderr)
         return 2
     with prefect_api.shared_prefect_api() if command.uses_prefect else nullcontext():
-        command.run(args, prepared)
-    return 0
+        result = command.run(args, prepared)
+    return command.status(result)
 
 
 @dataclass(frozen=True)
@@ -308,6 +308,12 @@ class Command:
     run: Callable[[argparse.Namespace, Any], Any]
     uses_prefect: bool = False
     preload: tuple[str, ...] = ()
+    status: Callable[[Any], int] = lambda _result: 0  # the exit status, from run's result
+
+
+def _runs_failed(result: dict[str, Any]) -> int:
+    """Exit status 1 when any run of a benchmark failed (its report is still written)."""
+    return 1 if result["failures"] else 0
 
 
 def _bench_config(args: argparse.Namespace):
@@ -357,6 +363,7 @@ COMMANDS = {
         lambda args, config: cli_bench.run_bench(config, cli_bench.runner_options(args), args.json),
         uses_prefect=True,
         preload=BENCH_PRELOAD,
+        status=_runs_failed,
     ),
     "compare": Command(
         lambda args: None,
@@ -375,6 +382,7 @@ COMMANDS = {
         cli_bench.run_demo,
         uses_prefect=True,
         preload=(*BENCH_PRELOAD, "flows.compare"),
+        status=_runs_failed,
     ),
     "retry": Command(cli_retry.prepare, cli_retry.run, uses_prefect=True),
     "ui": Command(cli_ui.prepare, cli_ui.run),

@@ -154,7 +154,10 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
     torch.set_num_threads(runner.threads)
     started = time.perf_counter()
     with shared_prefect_api(), open_task_runner(runner) as task_runner:
-        out = benchmark.with_options(task_runner=task_runner)(config)
+        state = benchmark.with_options(task_runner=task_runner)(config, return_state=True)
+    out = state.result(raise_on_failure=False)
+    if isinstance(out, BaseException):  # the flow itself failed, not some of its runs
+        raise out
     summary = {
         "benchmark_run_id": out["benchmark_run_id"],
         "runs": len(out["results"]),
@@ -235,7 +238,7 @@ def run_demo(args: argparse.Namespace, config) -> dict[str, Any]:
     else:
         print(out["table"])
         print(f"report: {results} (and {out['report']})")
-    return out
+    return {**out, "failures": bench["failures"]}
 
 
 def run_ablations(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:

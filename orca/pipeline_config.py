@@ -80,6 +80,14 @@ class PipelineConfig(Config):
         if dataset != self.proxy.dataset:
             object.__setattr__(self, "proxy", replace(self.proxy, dataset=dataset))
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled in another process (a process-pool, Dask or Ray worker, which runs no
+        `__post_init__`): a task file's task is registered there as construction does here,
+        or the worker would not know the task."""
+        self.__dict__.update(state)
+        if self.task_file is not None and self.task not in task_names():
+            load_task_file(self.task_file)
+
     @classmethod
     def for_task(
         cls,

@@ -13,17 +13,24 @@ It changes four things in Prefect's `FileSystemLockManager`:
   between finds no JSON);
 - a lock records its holder's host and process id, and a lock whose process is gone on this
   host (a worker killed with SIGKILL never releases its locks) is broken, so a re-run does
-  not wait forever;
+  not wait forever. Breaking is atomic: checking that the holder is dead, removing the
+  lock and taking it happen under a per-key guard, an `flock` on `<key>.guard` that the
+  OS drops when its process dies (so a guard is never stale). Without it two processes
+  could both find the dead lock, one remove it and take the key, and the other then
+  remove that fresh lock and take the key too;
 - releasing a lock that is already released is not an error.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -102,7 +109,10 @@ class StateLockManager(FileSystemLockManager):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps(info))
         try:
-            os.link(tmp, path)
+            with self._guard(key):
+                if self._orphaned(key):
+                    path.unlink(missing_ok=True)
+                os.link(tmp, path)
         except FileExistsError:
             return False
         finally:
@@ -122,10 +132,26 @@ class StateLockManager(FileSystemLockManager):
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
         locked = super().is_locked(key, use_cache=use_cache)
         if locked and self._orphaned(key):
-            self._lock_path_for_key(key).unlink(missing_ok=True)
+            with self._guard(key):
+                if not self._orphaned(key):  # taken again since: by a live holder
+                    return self._lock_path_for_key(key).exists()
+                self._lock_path_for_key(key).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return False
         return locked
+
+    @contextmanager
+    def _guard(self, key: str) -> Iterator[None]:
+        """Hold `key`'s guard: no other process (or thread) breaks or takes the lock until
+        it is released. An advisory `flock`, released by the OS if this process dies."""
+        self._ensure_lock_files_directory_exists()
+        guard = self.lock_files_directory.joinpath(key).with_suffix(".guard")
+        with open(guard, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _orphaned(self, key: str) -> bool:
         """True when the lock's holder is known to be dead."""

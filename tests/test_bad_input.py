@@ -521,6 +521,19 @@ def _data_case(case: str, tmp_path: Path, name: str) -> Path:
         test_x, test_y = sensor_data(12, 1)
         test = (test_x, np.stack([test_y == 0, test_y == 1], axis=1).astype(np.float32))
         return _1d_file(tmp_path, name, "multilabel", "one_minus_map", (x, targets), test)
+    if case == "single-class-train":
+        test_x, test_y = sensor_data(12, 1)
+        train, test = (x, np.zeros_like(y)), (test_x, np.zeros_like(test_y))
+        return _1d_file(tmp_path, name, "classification", "error_rate", train, test)
+    if case == "class-missing-from-train":
+        return _1d_file(tmp_path, name, "classification", "error_rate", (x, np.minimum(y, 1)))
+    if case == "class-with-one-example":
+        labels = np.minimum(y, 1)
+        labels[4] = 2
+        return _1d_file(tmp_path, name, "classification", "error_rate", (x, labels))
+    if case == "too-few-for-validation":
+        labels = np.arange(6) % 3  # 2 per class: 2 rows for validation, 3 classes
+        return _1d_file(tmp_path, name, "classification", "error_rate", (x[:6], labels))
     raise AssertionError(case)
 
 
@@ -569,6 +582,25 @@ DATA_CASES = [
         r"got shape \(30, 1, 1, 40\)",
     ),
     ("multilabel-not-binary", r"task\.yaml \[train\]: multi-label targets must be 0 or 1"),
+    (
+        "single-class-train",
+        r"task\.yaml \[train\]: a single class in the training labels \(0: 30 examples\)",
+    ),
+    (
+        "class-missing-from-train",
+        r"task\.yaml \[test\]: classes \[2\] never occur in the training labels "
+        r"\(training counts per class: 0: \d+, 1: \d+\)",
+    ),
+    (
+        "class-with-one-example",
+        r"task\.yaml \[train\]: classes \[2\] have a single example, but the validation split "
+        r"is carved .* \(counts per class: 0: \d+, 1: \d+, 2: 1\)",
+    ),
+    (
+        "too-few-for-validation",
+        r"task\.yaml \[train\]: 6 examples of 3 classes; validation_fraction 0\.2 leaves 2 for "
+        r"validation and 4 for training",
+    ),
 ]
 
 

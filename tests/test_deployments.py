@@ -144,7 +144,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
             while True:
                 if process.poll() is not None:
-                    pytest.skip(
+                    pytest.fail(
                         f"`prefect server start` exited with {process.returncode}:\n"
                         f"{_tail(log_path)}"
                     )
@@ -154,7 +154,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    pytest.skip(
+                    pytest.fail(
                         f"the Prefect server did not answer {api_url}/health within "
                         f"{SERVER_START_TIMEOUT_S} s:\n{_tail(log_path)}"
                     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import io
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -124,13 +125,21 @@ def test_tokens_in_the_environment_reach_neither_mlflow_nor_the_logs(
     import mlflow
 
     from flows.pipeline import pipeline
+    from flows.prefect_api import shared_prefect_api
     from orca.pipeline_config import PipelineConfig
 
     for name in ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.setenv(name, SECRET)
     overrides = {"align": {"epochs": 1}, "refine": {"epochs": 1}, "proxy": {"max_examples": 64}}
     config = PipelineConfig.for_task("gunpoint", backbone=str(tiny_bert_dir), overrides=overrides)
-    result = pipeline(config, register_model=False)
+    with shared_prefect_api():
+        # Starting the in-process Prefect API configures logging again, which takes
+        # pytest's capture handler off the root logger: put it back, and let INFO through
+        # (the tests run Prefect at WARNING, conftest.py), so INFO lines are checked too.
+        logging.getLogger().addHandler(caplog.handler)
+        caplog.set_level(logging.INFO)
+        caplog.set_level(logging.INFO, logger="prefect")
+        result = pipeline(config, register_model=False)
     run = mlflow.get_run(result["mlflow_run_id"])
     recorded = {**run.data.params, **run.data.tags}
     leaks = {key: value for key, value in recorded.items() if SECRET in str(value)}
@@ -139,4 +148,6 @@ def test_tokens_in_the_environment_reach_neither_mlflow_nor_the_logs(
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
     assert SECRET not in caplog.text
+    run_lines = [r for r in caplog.records if r.name.startswith("prefect.flow_runs")]
+    assert any(r.levelno == logging.INFO for r in run_lines), "no INFO line was captured"
     assert os.environ["HF_TOKEN"] == SECRET

@@ -76,3 +76,51 @@ _TARGET_CHECKS = {
     "dense1d": _values,
     "dense2d": _values,
 }
+
+
+def check_classes(
+    source: str, train: np.ndarray, held_out: dict[str, np.ndarray], carve: float | None
+) -> None:
+    """Raise ValueError, with the class counts, if a classification task's labels cannot
+    train and be validated: a single class in the training split, classes in a held-out
+    split (validation, test) that training never sees, or, when the validation split is
+    carved from training (`carve`, its fraction), a stratified split that is impossible
+    (a class with one example, or fewer validation or training rows than classes)."""
+    classes, counts = np.unique(np.asarray(train).astype(np.int64), return_counts=True)
+    shown = ", ".join(f"{c}: {n}" for c, n in zip(classes.tolist(), counts.tolist(), strict=True))
+    where = f"{source} [train]"
+    if len(classes) < 2:
+        raise ValueError(
+            f"{where}: a single class in the training labels ({shown} examples); "
+            "classification needs at least 2 classes"
+        )
+    for split, labels in held_out.items():
+        values = np.asarray(labels)
+        if values.dtype.kind == "f":  # non-integer labels are check_split's to report
+            values = values[np.isfinite(values)]
+            if np.any(values != np.round(values)):
+                continue
+        unseen = np.setdiff1d(np.unique(values.astype(np.int64)), classes)
+        if len(unseen):
+            raise ValueError(
+                f"{source} [{split}]: classes {unseen.tolist()} never occur in the training "
+                f"labels (training counts per class: {shown}); a model cannot learn them"
+            )
+    if carve is None:
+        return
+    rows = len(train)
+    n_val = int(np.ceil(carve * rows))
+    rare = classes[counts < 2]
+    if len(rare):
+        raise ValueError(
+            f"{where}: classes {rare.tolist()} have a single example, but the validation "
+            f"split is carved from training stratified by class, which needs at least 2 per "
+            f"class (counts per class: {shown}); add examples or give a validation split"
+        )
+    if n_val < len(classes) or rows - n_val < len(classes):
+        raise ValueError(
+            f"{where}: {rows} examples of {len(classes)} classes; validation_fraction "
+            f"{carve} leaves {n_val} for validation and {rows - n_val} for training, each "
+            f"needing at least one per class; add examples, change validation_fraction, or "
+            f"give a validation split"
+        )

@@ -10,7 +10,7 @@ import numpy as np
 from orca.atomic import atomic_directory
 from orca.data.arrow_io import write_split
 from orca.data.tasks import get_task
-from orca.data.validate import check_split
+from orca.data.validate import check_classes, check_split
 from orca.fingerprint import fingerprint_json
 
 SPLITS = ("train", "validation", "test")
@@ -54,11 +54,16 @@ def ingest(
     of the training split is kept (the data-limited ablation); validation and test stay."""
     spec = get_task(task_name)
     raw = spec.loader()
-    for name, x, y in (
-        ("train", raw.x_train, raw.y_train),
-        ("validation", raw.x_val, raw.y_val),
-        ("test", raw.x_test, raw.y_test),
-    ):
+    check_split(raw.source, "train", np.asarray(raw.x_train), np.asarray(raw.y_train), spec)
+    if spec.output == "classification":  # before the held-out splits' label range checks
+        held_out = {"validation": raw.y_val, "test": raw.y_test}
+        check_classes(
+            raw.source,
+            np.asarray(raw.y_train),
+            {k: np.asarray(v) for k, v in held_out.items() if v is not None},
+            None if raw.x_val is not None else spec.validation_fraction,
+        )
+    for name, x, y in (("validation", raw.x_val, raw.y_val), ("test", raw.x_test, raw.y_test)):
         if x is not None:
             check_split(raw.source, name, np.asarray(x), np.asarray(y), spec)
     if raw.x_val is not None and raw.y_val is not None:

@@ -1,0 +1,79 @@
+"""Failures users met (issue 18): task files on worker processes, the exit status and the
+flow run's state of a benchmark with failed runs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from mlflow import MlflowClient
+from test_task_file import write_task
+
+from flows.cli import main
+from orca.pipeline_config import PipelineConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_task_file_config_unpickled_in_a_fresh_process_knows_its_task(tmp_path):
+    task_file = write_task(tmp_path, name="pickled-task")
+    config = PipelineConfig.for_task(None, task_file=str(task_file), method="knn")
+    program = (
+        "import pickle, sys\n"
+        "from orca.data.tasks import get_task\n"
+        "config = pickle.loads(sys.stdin.buffer.read())\n"
+        "print(get_task(config.task).name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        input=pickle.dumps(config),
+        capture_output=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "pickled-task"
+
+
+def test_bench_with_two_task_files_on_two_worker_processes(prefect_harness, tmp_path, capsys):
+    files = []
+    for name in ("task-a", "task-b"):
+        (tmp_path / name).mkdir()
+        files.append(write_task(tmp_path / name, name=name))
+    argv = ["bench", *(f"--task-file={path}" for path in files), "--methods", "knn"]
+    status = main([*argv, "--seeds", "1", "--workers", "2", "--threads", "1", "--json"])
+    bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bench["failures"] == [] and status == 0
+    assert sorted(r["task"] for r in bench["results"]) == ["task-a", "task-b"]
+
+
+def test_a_benchmark_with_a_failed_run_exits_1_and_its_flow_run_is_failed(
+    prefect_harness, tmp_path, capsys, monkeypatch
+):
+    import flows.pipeline
+
+    real_pipeline = flows.pipeline.pipeline
+
+    def pipeline(config, **kwargs):
+        if config.method == "linear":
+            raise RuntimeError("injected run failure")
+        return real_pipeline(config, **kwargs)
+
+    monkeypatch.setattr(flows.pipeline, "pipeline", pipeline)
+    task_file = write_task(tmp_path, name="half-failing")
+    argv = ["bench", "--task-file", str(task_file), "--methods", "knn", "linear"]
+    assert main([*argv, "--seeds", "1", "--json"]) == 1
+    bench = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bench["runs"] == 1  # the run that worked is kept
+    assert len(bench["failures"]) == 1 and "injected run failure" in bench["failures"][0]
+    from prefect import get_client
+
+    parent = MlflowClient().get_run(bench["benchmark_run_id"])
+    flow_run_id = parent.data.tags["prefect.flow_run_id"]
+    with get_client(sync_client=True) as prefect:
+        state = prefect.read_flow_run(flow_run_id).state
+    assert state.name == "Failed"
+    assert "1 of 2 runs failed" in state.message
