@@ -14,18 +14,21 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.benchmark import run_pipeline
 from orca.ablation_config import AblationConfig
 from orca.atomic import atomic_path
-from orca.model.bodies import BodyWeightsError, load_body
+from orca.model.bodies import BodyWeightsError, MissingWeightsError, load_body
 from orca.reporting import ablations as sections
 from tasks import benchmark_tracking, storage
 
 
 @task(name="check-vision-weights", persist_result=False, cache_policy=None)
 def vision_weights_missing(backbone: str) -> str | None:
-    """Why the vision body cannot run pretrained here, or None when its weights load."""
+    """Why the vision body cannot run pretrained here, or None when its weights load: none
+    to be found, or a weights file that is damaged or does not fit the architecture."""
     try:
         load_body(backbone)
-    except (BodyWeightsError, FileNotFoundError, OSError) as error:
+    except (MissingWeightsError, FileNotFoundError) as error:
         return f"no pretrained weights for {backbone} on this machine ({error})"
+    except (BodyWeightsError, OSError) as error:
+        return f"the pretrained weights for {backbone} are corrupt or do not fit it ({error})"
     return None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flows import cli_bench, cli_retry, cli_ui, prefect_api
+from orca.errors import UserError
 from orca.methods import METHODS
 from orca.state import activate
 
@@ -288,11 +289,15 @@ def main(argv: list[str] | None = None, after_load: Callable[[], None] | None = 
             importlib.import_module(module)
         if after_load is not None:
             after_load()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, UserError) as error:
         print(f"orca: error: {error}", file=sys.stderr)
         return 2
-    with prefect_api.shared_prefect_api() if command.uses_prefect else nullcontext():
-        result = command.run(args, prepared)
+    try:
+        with prefect_api.shared_prefect_api() if command.uses_prefect else nullcontext():
+            result = command.run(args, prepared)
+    except UserError as error:  # found after work started: still one line, no traceback
+        print(f"orca: error: {error}", file=sys.stderr)
+        return 2
     return command.status(result)
 
 
@@ -366,8 +371,8 @@ COMMANDS = {
         status=_runs_failed,
     ),
     "compare": Command(
-        lambda args: None,
-        lambda args, _: cli_bench.run_compare(args.benchmark_run, args.reports_dir, args.json),
+        cli_bench.benchmark_to_compare,
+        lambda args, run_id: cli_bench.run_compare(run_id, args.reports_dir, args.json),
         uses_prefect=True,
         preload=("flows.compare", *TRACKING_PRELOAD),
     ),

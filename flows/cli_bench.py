@@ -181,6 +181,19 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
     return summary
 
 
+def benchmark_to_compare(args: argparse.Namespace) -> str:
+    """The benchmark run `orca compare` reports on (the latest by default), checked before
+    the compare flow starts: no benchmark run yet, or one with no finished runs, is a
+    user error (one line, exit status 2), not a failed flow with a traceback."""
+    from orca.errors import NoResultsError
+    from tasks import benchmark_tracking
+
+    run_id = args.benchmark_run or benchmark_tracking.latest_benchmark_run_id()
+    if not benchmark_tracking.benchmark_results.fn(run_id):
+        raise NoResultsError(f"benchmark run {run_id} has no finished pipeline runs")
+    return run_id
+
+
 COMPARE_JSON_KEYS = ("benchmark_run_id", "rows", "report", "champions")
 
 

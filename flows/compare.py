@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from orca.errors import NoResultsError
 from orca.reporting.report import write_report
 from orca.reporting.results import machine_description
 from tasks import benchmark_tracking
@@ -37,7 +38,7 @@ def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -
     benchmark_run_id = benchmark_run_id or benchmark_tracking.latest_benchmark_run_id()
     runs = benchmark_tracking.benchmark_results(benchmark_run_id)
     if not runs:
-        raise LookupError(f"benchmark run {benchmark_run_id} has no finished pipeline runs")
+        raise NoResultsError(f"benchmark run {benchmark_run_id} has no finished pipeline runs")
     context = {
         "benchmark run": benchmark_run_id,
         "runs": len(runs),

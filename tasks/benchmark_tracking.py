@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 
 from orca.benchmark_config import BenchmarkConfig
+from orca.errors import NoResultsError
 from tasks.logs import run_logger
 from tasks.tracking import EXPERIMENT, NO_CACHE, experiment_id, registered_model_name
 
@@ -113,7 +114,7 @@ def latest_benchmark_run_id() -> str:
         else []
     )
     if not found:
-        raise LookupError("no benchmark run in MLflow yet: run `orca bench` first")
+        raise NoResultsError("no benchmark run in MLflow yet: run `orca bench` first")
     return found[0].info.run_id
 
 

@@ -77,3 +77,34 @@ def test_a_benchmark_with_a_failed_run_exits_1_and_its_flow_run_is_failed(
         state = prefect.read_flow_run(flow_run_id).state
     assert state.name == "Failed"
     assert "1 of 2 runs failed" in state.message
+
+
+def test_the_ablations_name_corrupt_vision_weights_as_corrupt(tmp_path):
+    from flows.ablations import vision_weights_missing
+
+    damaged = tmp_path / "swin.safetensors"
+    damaged.write_bytes(b"not a safetensors file")
+    why = vision_weights_missing.fn(f"swin-tiny@{damaged}")
+    assert why.startswith("the pretrained weights for swin-tiny@") and "corrupt" in why
+    assert "swin.safetensors: not a readable safetensors checkpoint" in why
+
+
+def test_the_ablations_name_absent_weights_as_absent(tmp_path, monkeypatch):
+    from flows.ablations import vision_weights_missing
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    why = vision_weights_missing.fn("swin-tiny")  # offline, no local copy of the hub's file
+    assert why.startswith("no pretrained weights for swin-tiny on this machine")
+    absent = tmp_path / "absent.safetensors"
+    why = vision_weights_missing.fn(f"swin-tiny@{absent}")
+    assert why.startswith("no pretrained weights for swin-tiny@") and "does not exist" in why
+
+
+def test_compare_with_nothing_to_compare_prints_one_line_and_exits_2(
+    prefect_harness, tmp_path, capsys
+):
+    argv = ["compare", "--benchmark-run", "0123456789abcdef", "--reports-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "orca: error: benchmark run 0123456789abcdef has no finished pipeline runs" in err
+    assert "Traceback" not in err

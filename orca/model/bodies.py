@@ -26,7 +26,12 @@ from orca.registry import Registry, UnknownNameError
 
 
 class BodyWeightsError(RuntimeError):
-    """Pretrained weights did not match the body's architecture, or could not be found."""
+    """Pretrained weights did not match the body's architecture, could not be read, or
+    could not be found (MissingWeightsError)."""
+
+
+class MissingWeightsError(BodyWeightsError):
+    """No pretrained weights were found (offline, no local copy): not a damaged file."""
 
 
 @dataclass(frozen=True)

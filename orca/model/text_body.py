@@ -15,7 +15,14 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from orca.model.bodies import BODIES, BODY_LOADERS, BackboneRef, BodySpec, BodyWeightsError
+from orca.model.bodies import (
+    BODIES,
+    BODY_LOADERS,
+    BackboneRef,
+    BodySpec,
+    BodyWeightsError,
+    MissingWeightsError,
+)
 
 # Checkpoint keys that belong to pretraining heads or the unused pooler: not a load error.
 IGNORED_KEY_PREFIXES = ("pooler.", "lm_head.", "cls.", "classifier.")
@@ -151,7 +158,7 @@ def _load_text(ref: BackboneRef, *, pretrained: bool = True) -> TextBody:
             f"file ({err}); expected the model.safetensors that save_pretrained writes"
         ) from err
     except OSError as err:
-        raise BodyWeightsError(
+        raise MissingWeightsError(
             f"backbone {ref.text!r}: no weights at {source!r} ({err}). Offline, pass a local "
             "model directory as the backbone"
         ) from err

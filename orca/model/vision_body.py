@@ -22,6 +22,7 @@ from orca.model.bodies import (
     BackboneRef,
     BodySpec,
     BodyWeightsError,
+    MissingWeightsError,
     check_state_dict,
 )
 from orca.registry import Registry
@@ -201,7 +202,7 @@ def load_vision_body(ref: BackboneRef, *, pretrained: bool = True) -> VisionBody
     except (OSError, RuntimeError, ValueError) as err:
         if not from_hub:
             raise
-        raise BodyWeightsError(
+        raise MissingWeightsError(
             f"backbone {ref.text!r}: could not fetch {arch} weights from the hub ({err}). "
             f"Offline, pass {ref.spec.name}@/path/to/weights.safetensors"
         ) from err
