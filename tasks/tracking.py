@@ -237,10 +237,15 @@ def register_model(run_id: str, config: PipelineConfig, model_ref: dict[str, Any
 
 
 def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> str | None:
+    """The version of model `name` whose weights have `fingerprint`, or None. A registry
+    that cannot be searched raises: taking that for "not registered" would register the
+    same weights again as a new version."""
     try:
         versions = client.search_model_versions(f"name='{name}'")
-    except mlflow.exceptions.MlflowException:
-        return None
+    except mlflow.exceptions.MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
     for version in versions:
         if version.tags.get("fingerprint") == fingerprint:
             return str(version.version)

@@ -108,3 +108,25 @@ def test_compare_with_nothing_to_compare_prints_one_line_and_exits_2(
     err = capsys.readouterr().err
     assert "orca: error: benchmark run 0123456789abcdef has no finished pipeline runs" in err
     assert "Traceback" not in err
+
+
+def test_a_registry_that_cannot_be_searched_is_an_error_not_a_new_version():
+    import mlflow
+    import pytest
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from tasks.tracking import _version_with_fingerprint
+
+    class BrokenRegistry:
+        def search_model_versions(self, query):
+            raise mlflow.exceptions.MlflowException("database is locked")
+
+    class NoSuchModel:
+        def search_model_versions(self, query):
+            raise mlflow.exceptions.MlflowException(
+                "no such model", error_code=RESOURCE_DOES_NOT_EXIST
+            )
+
+    with pytest.raises(mlflow.exceptions.MlflowException, match="database is locked"):
+        _version_with_fingerprint(BrokenRegistry(), "orca-gunpoint", "abc")
+    assert _version_with_fingerprint(NoSuchModel(), "orca-gunpoint", "abc") is None
