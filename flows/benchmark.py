@@ -28,6 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.prefect_api import heartbeats_off
 from orca.benchmark_config import BenchmarkConfig
+from orca.manifest import manifest_problem
 from orca.pipeline_config import PipelineConfig
 from tasks import benchmark_tracking, storage
 from tasks.caching import pipeline_run_cache_policy
@@ -51,9 +52,10 @@ def run_pipeline(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
 
 def _reuse(config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]) -> dict[str, Any]:
     """A run found whole in the run cache, recorded under this benchmark; or run again if
-    its model file or its MLflow run has gone."""
+    its model file is gone or damaged (orca/manifest.py), or its MLflow run has gone."""
     source = cached["mlflow_run_id"]
-    if Path(cached.get("model_path") or "").is_file():
+    model = Path(cached.get("model_path") or "")
+    if model.is_file() and manifest_problem(model.parent) is None:
         copied = benchmark_tracking.copy_child_run(source, parent_run_id)
         if copied is not None:
             stages = {name: "Cached" for name in cached["stages"]}

@@ -51,14 +51,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces `path` as a whole."""
+def atomic_directory(path: str | Path, *, manifest: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces `path` as a whole. With
+    `manifest`, its files are recorded first (orca.manifest), so that a later change to
+    any of them can be detected."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
         yield tmp
+        if manifest:
+            from orca.manifest import write_manifest
+
+            write_manifest(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -6,9 +6,11 @@ orca/ and tasks/ sources. Prefect's own TASK_SOURCE policy hashes only the task 
 misses changes in the library it calls.
 
 The key also names the stage's artifact directory. If a cached record exists but its
-artifacts were deleted, the record is dropped so the stage recomputes instead of handing a
-dangling path downstream; the record is looked for in the task's own result storage, a
-local path or an fsspec URL (tasks/storage.py).
+artifacts were deleted, or any file in them no longer matches the manifest the stage wrote
+with them (orca/manifest.py: missing, truncated or altered), the record is dropped, with a
+warning naming the file, so the stage recomputes instead of handing a damaged result
+downstream; the record is looked for in the task's own result storage, a local path or an
+fsspec URL (tasks/storage.py).
 
 `stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy whose lock every
 process of the state directory shares (tasks.locks.StateLockManager): when the benchmark
@@ -27,15 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
+from prefect.logging import get_logger
 from prefect.results import get_default_result_storage
 
 import orca
 from orca.configbase import Config
 from orca.fingerprint import fingerprint_json, fingerprint_sources
+from orca.manifest import manifest_problem
 from orca.state import StateDir
 from tasks.locks import StateLockManager
 from tasks.storage import drop_record
 
+LOGGER = get_logger("orca.cache")
 CODE_VERSION = fingerprint_sources([Path(orca.__file__).parent, Path(__file__).parent])
 
 
@@ -77,6 +82,9 @@ def stage_cache_key(
         outputs = StateDir.from_env().artifacts / stage / key
         if writes_outputs and not outputs.exists():
             drop_record(_record_storage(context), key)  # stale: its artifacts are gone
+        elif writes_outputs and (problem := manifest_problem(outputs)) is not None:
+            LOGGER.warning("stage %s: cached outputs are damaged (%s); recomputing", stage, problem)
+            drop_record(_record_storage(context), key)
         return key
 
     return cache_key

@@ -100,6 +100,7 @@ def cached_stage_flow(stage_name: str) -> tuple[Any, list[int]]:
     lists the values the task computed."""
     from prefect import flow, task
 
+    from orca.atomic import atomic_directory
     from tasks import storage
     from tasks.caching import stage_cache_policy, stage_dir
 
@@ -113,7 +114,8 @@ def cached_stage_flow(stage_name: str) -> tuple[Any, list[int]]:
     )
     def stage(value: int) -> dict:
         calls.append(value)
-        stage_dir(stage_name, {"value": value}).mkdir(parents=True, exist_ok=True)
+        with atomic_directory(stage_dir(stage_name, {"value": value}), manifest=True) as out:
+            (out / "double.json").write_text(str(2 * value))
         return {"double": 2 * value}
 
     @flow

@@ -57,7 +57,7 @@ def align(
         on_epoch=on_epoch,
     )
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, manifest=True) as tmp:
         save_state(
             tmp / "embedder.safetensors",
             model.embedder.state_dict(),

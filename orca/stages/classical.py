@@ -71,6 +71,6 @@ def fit_classical(
         "dataset": dataset["fingerprint"],
     }
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, manifest=True) as tmp:
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     return {**record, "path": str(out_dir / RECORD_FILE), "fingerprint": fingerprint_json(record)}

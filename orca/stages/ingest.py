@@ -85,7 +85,7 @@ def ingest(
     }
     out_dir = Path(out_dir)
     splits: dict[str, dict[str, Any]] = {}
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, manifest=True) as tmp:
         for name, (x, y) in arrays.items():
             provenance = {
                 "task": task_name,

@@ -61,7 +61,7 @@ def extract_proxy(
     dataset = resolve_proxy_name(config.dataset, body.kind)
     corpus, proxy = FEATURISERS.get(body.kind)(body, dataset, config, seed, progress)
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, manifest=True) as tmp:
         fingerprint = write_split(
             tmp / "proxy.arrow",
             proxy.features,

@@ -205,7 +205,7 @@ def refine(
             config = config.resolved(plan)
     else:
         train = fine_tune_and_save
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, manifest=True) as tmp:
         model_path = tmp / "model.safetensors"
         summary = train(
             task_name,
