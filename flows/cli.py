@@ -7,7 +7,8 @@
     orca retry FLOW_RUN_ID [--json]              (see flows/cli_retry.py)
     orca ui [--host H] [--prefect-port P] [--mlflow-port Q] [--json]  (see flows/cli_ui.py)
     orca bench / compare / ablations / demo      (see flows/cli_bench.py)
-    orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer KIND] [--maxsamples N] [--json]
+    orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer sinkhorn|exact|sampled]
+              [--maxsamples N] [--json]
 
 Arguments are validated before Prefect or any model is loaded, so a bad name fails at once
 with the valid choices. State goes under $ORCA_HOME (default ./.orca).
@@ -122,13 +123,19 @@ def _add_otdd_parser(commands) -> None:
     otdd.add_argument("source", metavar="SOURCE.npz")
     otdd.add_argument("target", metavar="TARGET.npz")
     otdd.add_argument("--inner", help="label distance: exact, sinkhorn or gaussian (default exact)")
-    otdd.add_argument("--outer", help="outer problem: exact or sinkhorn (default sinkhorn)")
+    otdd.add_argument(
+        "--outer",
+        choices=OUTER_CHOICES,
+        help="outer problem: sinkhorn or exact on every point; sampled: sinkhorn on a "
+        "class-stratified subset of --maxsamples points per side, the approximation for "
+        "large sets (default: sinkhorn up to 5000 points a side, sampled above)",
+    )
     otdd.add_argument(
         "--maxsamples",
         type=int,
         metavar="N",
         help="at most N points per side, a seeded random subset stratified by class; 0: all "
-        "(default 5000)",
+        f"(default: {SAMPLED_POINTS} with --outer sampled or none given, else all)",
     )
     otdd.add_argument("--seed", type=int, help="seed of the random subsets (default 0)")
     otdd.add_argument(
@@ -227,6 +234,24 @@ def _list_tasks(as_json: bool) -> None:
         )
 
 
+OUTER_CHOICES = ("sinkhorn", "exact", "sampled")
+SAMPLED_POINTS = 5000  # points per side of --outer sampled (and of the default above it)
+
+
+def otdd_outer(outer: str | None, maxsamples: int | None, largest: int) -> tuple[str, int | None]:
+    """`orca otdd`'s --outer and --maxsamples as (the library's outer kind, points per side
+    or None for all), for data with `largest` points on its larger side. "sampled" is
+    Sinkhorn on a subset; no --outer means sinkhorn up to SAMPLED_POINTS points a side and
+    sampled above; an explicit --maxsamples always wins (0: every point)."""
+    if outer == "sampled" and maxsamples == 0:
+        raise ValueError("--outer sampled needs --maxsamples N > 0 (or none: 5000 per side)")
+    if maxsamples is not None:
+        return ("sinkhorn" if outer in (None, "sampled") else outer), (maxsamples or None)
+    if outer == "sampled" or (outer is None and largest > SAMPLED_POINTS):
+        return "sinkhorn", SAMPLED_POINTS
+    return outer or "sinkhorn", None
+
+
 def _otdd(args: argparse.Namespace) -> int:
     """`orca otdd`: no state directory, no Prefect, no MLflow; only torch and numpy."""
     import torch
@@ -234,23 +259,23 @@ def _otdd(args: argparse.Namespace) -> int:
     from orca.otdd import OTDDConfig, otdd
     from orca.otdd.files import load_pair
 
-    options = {
-        "inner": args.inner,
-        "outer": args.outer,
-        "epsilon": args.epsilon,
-        "max_samples": args.maxsamples,
-        "seed": args.seed,
-        "sinkhorn_tol": args.tol,
-    }
-    options = {key: value for key, value in options.items() if value is not None}
-    if options.get("max_samples") == 0:
-        options["max_samples"] = None
     try:
-        config = OTDDConfig(**options)
         source, target = load_pair(args.source, args.target)
+        largest = max(len(source.labels), len(target.labels))
+        outer, max_samples = otdd_outer(args.outer, args.maxsamples, largest)
+        options = {
+            "inner": args.inner,
+            "epsilon": args.epsilon,
+            "seed": args.seed,
+            "sinkhorn_tol": args.tol,
+        }
+        options = {key: value for key, value in options.items() if value is not None}
+        config = OTDDConfig(**options, outer=outer, max_samples=max_samples)
     except ValueError as error:
         print(f"orca otdd: error: {error}", file=sys.stderr)
         return 2
+    sampled = max_samples is not None and largest > max_samples
+    shown_outer = "sampled" if sampled else outer
     dtype = getattr(torch, args.precision)
     started = time.perf_counter()
     with torch.no_grad():
@@ -264,11 +289,17 @@ def _otdd(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     print(
         f"OTDD^2({source.path}, {target.path}) = {value:.6g}  "
-        f"[inner {config.inner}, outer {config.outer}, epsilon {config.epsilon}, "
+        f"[inner {config.inner}, outer {shown_outer}, epsilon {config.epsilon}, "
         f"at most {config.max_samples or 'all'} points per side; {seconds:.2f} s]"
     )
+    if sampled:
+        print(
+            f"  sampled: {config.outer} on {max_samples} of up to {largest} points per side, "
+            "an approximation (README, 'Large datasets': its measured error); "
+            "--outer sinkhorn or --maxsamples 0 for every point"
+        )
     if args.json:
-        result = {"value": value, "seconds": seconds, "inner": config.inner, "outer": config.outer}
+        result = {"value": value, "seconds": seconds, "inner": config.inner, "outer": shown_outer}
         print(json.dumps(result))
     return 0
 

@@ -47,6 +47,10 @@ def api_value(arrays, **config):
             ["--inner", "sinkhorn", "--epsilon", "0.5", "--maxsamples", "25", "--seed", "3"],
             {"inner": "sinkhorn", "epsilon": 0.5, "max_samples": 25, "seed": 3},
         ),
+        (
+            ["--outer", "sampled", "--maxsamples", "25", "--inner", "gaussian"],
+            {"inner": "gaussian", "max_samples": 25},
+        ),
         (["--outer", "exact", "--inner", "gaussian"], {"outer": "exact", "inner": "gaussian"}),
     ],
 )
@@ -59,7 +63,9 @@ def test_value_matches_the_library(files, capsys, flags, config):
     expected = api_value(arrays, **config)
     assert result["value"] == pytest.approx(expected, rel=1e-9)
     assert result["inner"] == config.get("inner", "exact")
-    assert result["outer"] == config.get("outer", "sinkhorn")
+    sampled = "max_samples" in config  # fewer points than the files hold
+    assert result["outer"] == ("sampled" if sampled else config.get("outer", "sinkhorn"))
+    assert ("sampled: sinkhorn on 25 of up to" in lines[1]) == sampled
     assert result["seconds"] >= 0
     assert "OTDD" in lines[0] and f"{expected:.6g}" in lines[0]
 
@@ -194,3 +200,28 @@ def test_non_finite_values_are_found_in_any_block(tmp_path, monkeypatch):
     path = write(tmp_path / "late.npz", X=x, y=np.array([0, 1] * 5))
     with pytest.raises(DatasetFileError, match=r"late\.npz: X has 1 non-finite"):
         load_labelled(path)
+
+
+@pytest.mark.parametrize(
+    ("outer", "maxsamples", "largest", "expected"),
+    [
+        (None, None, 5000, ("sinkhorn", None)),  # every point up to 5000 a side
+        (None, None, 5001, ("sinkhorn", 5000)),  # sampled above
+        ("sinkhorn", None, 100_000, ("sinkhorn", None)),  # asked for every point
+        ("exact", None, 100_000, ("exact", None)),
+        ("sampled", None, 100, ("sinkhorn", 5000)),
+        ("sampled", 2500, 100_000, ("sinkhorn", 2500)),
+        ("exact", 2500, 100_000, ("exact", 2500)),
+        (None, 0, 100_000, ("sinkhorn", None)),
+    ],
+)
+def test_outer_choices_resolve_to_the_library_settings(outer, maxsamples, largest, expected):
+    from flows.cli import otdd_outer
+
+    assert otdd_outer(outer, maxsamples, largest) == expected
+
+
+def test_sampled_with_every_point_is_refused(files, capsys):
+    source, target, _ = files
+    assert main(["otdd", str(source), str(target), "--outer", "sampled", "--maxsamples", "0"]) == 2
+    assert "--outer sampled needs --maxsamples N > 0" in capsys.readouterr().err
