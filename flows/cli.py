@@ -275,7 +275,7 @@ def _otdd(args: argparse.Namespace) -> int:
         print(f"orca otdd: error: {error}", file=sys.stderr)
         return 2
     sampled = max_samples is not None and largest > max_samples
-    shown_outer = "sampled" if sampled else outer
+    shown_outer = "sampled" if sampled and outer == "sinkhorn" else outer
     dtype = getattr(torch, args.precision)
     started = time.perf_counter()
     with torch.no_grad():
