@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from flows.cli import main
 from flows.runners import RunnerOptions, TaskRunnerSpec
+from orca.manifest import MANIFEST_NAME
 from orca.state import check_result_storage
 from tasks.storage import block_name
 
@@ -198,8 +199,9 @@ def test_refine_on_two_processes_with_gloo(tiny_bert_dir, tmp_path):
     # DistributedDataParallel kept the two ranks' weights identical, bit for bit.
     first, second = reference["replica_weights"]
     assert first == second
-    # One model file, by the main rank; the checkpoints it wrote each epoch are gone.
-    assert [p.name for p in out_dir.iterdir()] == ["model.safetensors"]
+    # One model file, by the main rank, and the stage's manifest of it; the checkpoints it
+    # wrote each epoch are gone.
+    assert sorted(p.name for p in out_dir.iterdir()) == [MANIFEST_NAME, "model.safetensors"]
     assert not checkpoints_for(out_dir).exists()
     assert all(torch.isfinite(v).all() for v in load_state(reference["path"]).values())
 
