@@ -94,6 +94,11 @@ def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", nargs="?", help="a registered task (see `orca tasks`)")
     parser.add_argument("--task-file", help="a YAML task file (your own data; see README)")
     parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let the task file's split files lie outside its folder",
+    )
+    parser.add_argument(
         "--data-dir", help="where published benchmark files live (sets $ORCA_DATA_DIR)"
     )
 
@@ -170,6 +175,7 @@ def _config_from_args(args: argparse.Namespace):
         seed=getattr(args, "seed", 0),
         overrides=parse_overrides(getattr(args, "overrides", [])),
         task_file=args.task_file,
+        allow_outside=args.allow_outside,
     )
 
 
@@ -259,18 +265,20 @@ def _otdd(args: argparse.Namespace) -> int:
     from orca.otdd import OTDDConfig, otdd
     from orca.otdd.files import load_pair
 
-    try:
+    options = {
+        "inner": args.inner,
+        "epsilon": args.epsilon,
+        "seed": args.seed,
+        "sinkhorn_tol": args.tol,
+        "max_samples": args.maxsamples or None,
+    }
+    try:  # the arguments first, then the files, then the outer problem that fits their size
+        config = OTDDConfig(**{key: value for key, value in options.items() if value is not None})
+        otdd_outer(args.outer, args.maxsamples, 0)
         source, target = load_pair(args.source, args.target)
         largest = max(len(source.labels), len(target.labels))
         outer, max_samples = otdd_outer(args.outer, args.maxsamples, largest)
-        options = {
-            "inner": args.inner,
-            "epsilon": args.epsilon,
-            "seed": args.seed,
-            "sinkhorn_tol": args.tol,
-        }
-        options = {key: value for key, value in options.items() if value is not None}
-        config = OTDDConfig(**options, outer=outer, max_samples=max_samples)
+        config = config.replace(outer=outer, max_samples=max_samples)
     except ValueError as error:
         print(f"orca otdd: error: {error}", file=sys.stderr)
         return 2

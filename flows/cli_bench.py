@@ -93,6 +93,11 @@ def add_parsers(commands, add_overrides) -> None:
     bench.add_argument("--tasks", nargs="+", default=[], metavar="TASK")
     bench.add_argument("--task-file", dest="task_files", action="append", default=[])
     bench.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let task files' split files lie outside their folders",
+    )
+    bench.add_argument(
         "--methods",
         nargs="+",
         metavar="METHOD",
@@ -136,6 +141,7 @@ def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
         suite=args.suite,
         tasks=tuple(args.tasks),
         task_files=tuple(args.task_files),
+        allow_outside=args.allow_outside,
         methods=tuple(args.methods or DEFAULT_METHODS),
         seeds=args.seeds,
         backbone=args.backbone,

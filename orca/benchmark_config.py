@@ -38,6 +38,7 @@ class BenchmarkConfig(Config):
     backbone: str | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     name: str = ""
+    allow_outside: bool = False  # task files' splits may lie outside their folders
 
     def __post_init__(self) -> None:
         for name in ("tasks", "task_files", "methods"):
@@ -61,7 +62,11 @@ class BenchmarkConfig(Config):
         """Every run, task-major, so a task's shared stages are computed by its first run."""
         configs = [
             PipelineConfig.for_task(
-                None, task_file=path, backbone=self.backbone, overrides=self.overrides
+                None,
+                task_file=path,
+                backbone=self.backbone,
+                overrides=self.overrides,
+                allow_outside=self.allow_outside,
             )
             for path in self.task_files
         ]
@@ -76,6 +81,7 @@ class BenchmarkConfig(Config):
                 seed=seed,
                 overrides=self.overrides,
                 task_file=files.get(task),
+                allow_outside=self.allow_outside,
             )
             for task in names
             for seed in range(self.seeds)

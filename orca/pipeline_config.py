@@ -29,6 +29,7 @@ class PipelineConfig(Config):
     align: AlignConfig = field(default_factory=AlignConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     task_file: str | None = None  # a user's YAML task file, registered on construction
+    allow_outside: bool = False  # its split files may lie outside its folder (--allow-outside)
     # Seed of the validation split carved from train. Fixed across `seed`s by default, so
     # seeds vary initialisation and data order on the same splits, and ingest runs once.
     split_seed: int = 0
@@ -36,7 +37,7 @@ class PipelineConfig(Config):
 
     def __post_init__(self) -> None:
         if self.task_file is not None:
-            declared = load_task_file(self.task_file).name
+            declared = load_task_file(self.task_file, allow_outside=self.allow_outside).name
             if self.task != declared:
                 raise ValueError(
                     f"task={self.task!r} but the task file {self.task_file} declares {declared!r}"
@@ -86,7 +87,7 @@ class PipelineConfig(Config):
         or the worker would not know the task."""
         self.__dict__.update(state)
         if self.task_file is not None and self.task not in task_names():
-            load_task_file(self.task_file)
+            load_task_file(self.task_file, allow_outside=self.allow_outside)
 
     @classmethod
     def for_task(
@@ -98,12 +99,14 @@ class PipelineConfig(Config):
         seed: int = 0,
         overrides: dict[str, dict[str, Any]] | None = None,
         task_file: str | None = None,
+        allow_outside: bool = False,
     ) -> PipelineConfig:
         """The task's registered defaults, with `overrides` per section (proxy/align/refine).
-        With `task_file`, the task it declares (`task` may then be None)."""
+        With `task_file`, the task it declares (`task` may then be None); `allow_outside`
+        lets its split files lie outside its folder."""
         if task_file is not None:
             task_file = str(Path(task_file).expanduser().resolve())
-            declared = load_task_file(task_file).name
+            declared = load_task_file(task_file, allow_outside=allow_outside).name
             task = task or declared
         if task not in task_names():
             raise UnknownNameError(
@@ -129,6 +132,7 @@ class PipelineConfig(Config):
             method=method,
             seed=seed,
             task_file=task_file,
+            allow_outside=allow_outside,
             **resolved,
         )
 

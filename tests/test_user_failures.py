@@ -130,3 +130,37 @@ def test_a_registry_that_cannot_be_searched_is_an_error_not_a_new_version():
     with pytest.raises(mlflow.exceptions.MlflowException, match="database is locked"):
         _version_with_fingerprint(BrokenRegistry(), "orca-gunpoint", "abc")
     assert _version_with_fingerprint(NoSuchModel(), "orca-gunpoint", "abc") is None
+
+
+def test_task_file_splits_outside_its_folder_need_allow_outside(tmp_path, capsys):
+    import numpy as np
+    import pytest
+    from test_task_file import sensor_data
+
+    from orca.data.task_file import load_task_file
+
+    folder = tmp_path / "task"
+    folder.mkdir()
+    np.savez(tmp_path / "elsewhere.npz", X=sensor_data(30, 0)[0], y=sensor_data(30, 0)[1])
+    for given in ("../elsewhere.npz", str(tmp_path / "elsewhere.npz")):
+        path = write_task(folder, name="outside", splits={"train": given, "test": "data/test.npz"})
+        with pytest.raises(ValueError, match=r"splits\.train: .* is outside the task file's "):
+            load_task_file(path)
+        assert load_task_file(path, allow_outside=True).name == "outside"
+    assert main(["ingest", "--task-file", str(path), "--json"]) == 2
+    assert "pass --allow-outside to read it there" in capsys.readouterr().err
+    config = PipelineConfig.for_task(None, task_file=str(path), allow_outside=True)
+    assert pickle.loads(pickle.dumps(config)).allow_outside
+
+
+def test_a_symbolic_link_placed_in_the_folder_counts_as_inside(tmp_path):
+    from orca.data.task_file import load_task_file
+
+    data = tmp_path / "shared-data"
+    folder = tmp_path / "task"
+    folder.mkdir()
+    data.mkdir()
+    write_task(data, name="linked")  # writes data/train.npz, data/test.npz under shared-data
+    (folder / "data").symlink_to(data / "data")
+    path = write_task(folder, name="linked", splits=None, data={})
+    assert load_task_file(path).name == "linked"

@@ -23,6 +23,7 @@ an output axis gain one.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,19 @@ def _read_arrow(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 SPLIT_READERS.register(".arrow", _read_arrow)
+
+
+def check_inside(task_file: Path, splits: dict[str, str]) -> None:
+    """Raise naming the split whose path leaves the task file's folder (absolute, or
+    climbing out with `..`); symbolic links in the folder are not followed here."""
+    folder = task_file.parent
+    for split, given in splits.items():
+        normal = Path(os.path.normpath(folder / given))
+        if not normal.is_relative_to(folder):
+            raise ValueError(
+                f"{task_file}: splits.{split}: {given!r} is outside the task file's folder "
+                f"{folder}; move the file into it, or pass --allow-outside to read it there"
+            )
 
 
 def check_split_file(path: Path, task_file: Path, split: str) -> None:
@@ -191,11 +205,14 @@ def _shape_targets(y: np.ndarray, output: str, x: np.ndarray) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def load_task_file(path: str | Path) -> TaskSpec:
+def load_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec:
     """Read, validate and register the task a YAML file declares; return its spec.
 
     Registering the same file again replaces its earlier registration; a name that belongs
-    to another task raises.
+    to another task raises. Split files must lie inside the task file's folder (a relative
+    path without `..`; a symbolic link placed in the folder counts as inside), unless
+    `allow_outside` (the command line's `--allow-outside`): a task file handed around must
+    not read whatever files it names.
     """
     import yaml
 
@@ -218,6 +235,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from err
     files = {split: (path.parent / p).resolve() for split, p in declared.splits.items()}
+    if not allow_outside:
+        check_inside(path, declared.splits)
     for split, file in files.items():
         check_split_file(file, path, split)
     # A file already registered with unchanged files is not read and fingerprinted again

@@ -93,7 +93,7 @@ def run_rank(job: dict[str, Any]) -> None:
     from orca.stages.refine import fine_tune_and_save
 
     if job["task_file"] is not None:
-        load_task_file(job["task_file"])
+        load_task_file(job["task_file"], allow_outside=True)  # the parent accepted it
     records = Path(job["records"])
     with process_group() as (replicas, device):
 
