@@ -216,7 +216,7 @@ def test_non_finite_values_are_found_in_any_block(tmp_path, monkeypatch):
     ],
 )
 def test_outer_choices_resolve_to_the_library_settings(outer, maxsamples, largest, expected):
-    from flows.cli import otdd_outer
+    from flows.cli_otdd import otdd_outer
 
     assert otdd_outer(outer, maxsamples, largest) == expected
 
