@@ -11,21 +11,13 @@ output costs a `stat` per file; a file rewritten since is hashed and compared.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from orca.fingerprint import fingerprint_file  # SHA-256 of the bytes, hex, shortened
+
 MANIFEST_NAME = ".orca-manifest.json"
-_BLOCK = 1 << 20
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(directory: Path) -> list[Path]:
@@ -41,7 +33,7 @@ def write_manifest(directory: str | Path) -> Path:
         entries[path.relative_to(directory).as_posix()] = {
             "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
-            "sha256": _sha256(path),
+            "sha256": fingerprint_file(path),
         }
     manifest = directory / MANIFEST_NAME
     manifest.write_text(json.dumps({"files": entries}, indent=1, sort_keys=True))
@@ -69,6 +61,6 @@ def manifest_problem(directory: str | Path) -> str | None:
             return f"{path} is missing"
         if stat.st_size != entry["size"]:
             return f"{path} has {stat.st_size} bytes, {entry['size']} were written (truncated?)"
-        if stat.st_mtime_ns != entry["mtime_ns"] and _sha256(path) != entry["sha256"]:
+        if stat.st_mtime_ns != entry["mtime_ns"] and fingerprint_file(path) != entry["sha256"]:
             return f"{path} was changed after it was written (its SHA-256 differs)"
     return None
