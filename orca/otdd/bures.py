@@ -103,7 +103,8 @@ class GaussianInner(InnerKind):
     def prepare(self, side, own):
         return gaussian_moments([side.members(k) for k in range(side.count)], self.ridge)
 
-    def within(self, side, state, own):
+    def within(self, side, state, own, pairs=None):
+        # closed form and cheap: every pair is computed whatever `pairs` asks for
         pairs = upper_pairs(side.count)
         cross = torch.diag(state.traces)  # on the diagonal the distance is 0
         if pairs:

@@ -80,3 +80,18 @@ def add_label_costs(cost: Tensor, labels: Tensor, rows: Side, columns: Side) -> 
         for k in range(rows.count):
             cost[rows.class_rows(k)].add_(labels[k][column_index])  # (m,) over the rows
     return cost
+
+
+def pairs_within_reach(distances: Tensor, side: Side, reach: float) -> list[tuple[int, int]]:
+    """The class pairs (i, j), i < j, of a side whose closest points are nearer than `reach`:
+    min D over the rows of class i and the columns of class j, for D (N, N) the side's
+    distance matrix in layout order. One pass over D."""
+    index = side.layout.index.to(distances.device)  # (N,) class of each column
+    pairs = []
+    with torch.no_grad():
+        for i in range(side.count - 1):
+            nearest = distances[side.class_rows(i)].amin(dim=0)  # (N,) per column
+            per_class = torch.full((side.count,), math.inf, dtype=nearest.dtype)
+            per_class = per_class.to(nearest.device).scatter_reduce(0, index, nearest, "amin")
+            pairs += [(i, j) for j in range(i + 1, side.count) if float(per_class[j]) < reach]
+    return pairs

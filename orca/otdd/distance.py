@@ -22,6 +22,7 @@ The gradient reaches X_t only through the feature term ||x - x'||^2, as in the a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,16 +31,23 @@ from torch import Tensor
 
 from orca.configbase import Config, check_choice, check_number
 from orca.otdd import outer
-from orca.otdd.costs import Centred, add_label_costs, centred, distance_matrix
+from orca.otdd.costs import (
+    Centred,
+    add_label_costs,
+    centred,
+    distance_matrix,
+    pairs_within_reach,
+)
 from orca.otdd.grouping import Side
-from orca.otdd.inner import Blocks
+from orca.otdd.inner import Blocks, InnerKind
 from orca.otdd.label_distances import inner_kind
 from orca.otdd.scratch import reserve, scratch_scope
 from orca.otdd.sinkhorn import squared_distances
-from orca.otdd.solver import with_gradient
+from orca.otdd.solver import EXPONENT_FLOOR, with_gradient
 
 INNER_KINDS = ("exact", "sinkhorn", "gaussian")
 OUTER_KINDS = ("exact", "sinkhorn")
+_SELF_REACH_MARGIN = 10.0  # headroom in the self-term potentials' bound (see self_label_distances)
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,25 @@ def _augmented_cost(
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks)  # (n, m)
 
 
+def self_label_distances(
+    inner: InnerKind, side: Side, state: Any, own, distances: Tensor, epsilon: float
+) -> Tensor:
+    """W (C, C) of a side with itself, for its self term OT_eps(side, side), computed only
+    for the class pairs that term can feel; the others are NaN (count them as 0).
+    `distances` is the side's (N, N) squared-distance matrix in layout order.
+
+    Why a pair can be left out: in the symmetric self problem the potentials stay below
+    eps/2 (log N + _SELF_REACH_MARGIN) (at the optimum f_i <= eps/2 log N, from the
+    diagonal term of its fixed-point equation), so an entry whose cost is at least
+    eps (-EXPONENT_FLOOR + log N + _SELF_REACH_MARGIN) has a kernel exponent below the
+    solver's floor, where it is clamped whatever the cost. W >= 0 only adds to the
+    distance D, so when the closest points of two classes are that far apart their label
+    distance cannot change the kernel, and is not computed. On well-separated classes
+    (distances hundreds of times epsilon) this skips every within-side inner problem."""
+    reach = epsilon * (-EXPONENT_FLOOR + math.log(len(side)) + _SELF_REACH_MARGIN)
+    return inner.within(side, state, own, pairs_within_reach(distances, side, reach))
+
+
 class OTDD:
     """Holds a fixed (source) labelled dataset and computes OTDD to target datasets.
 
@@ -183,7 +210,8 @@ class OTDD:
         self._source = self._side(xs, ys)
         self._source_centred = centred(self._source.points)
         self._moved: dict[tuple[torch.device, torch.dtype], tuple[Side, Centred]] = {}
-        self.source_label_distances: Tensor | None = None  # W_ss (C_s, C_s)
+        # W_ss (C_s, C_s); NaN for class pairs too far apart to matter (self_label_distances)
+        self.source_label_distances: Tensor | None = None
         self._source_self_cost: float | None = None  # OT_eps(s, s)
         with torch.no_grad(), scratch_scope():
             if cfg.outer == "exact":  # W_ss and OT_eps(s, s) are not needed
@@ -192,9 +220,11 @@ class OTDD:
             cost = distance_matrix(self._source_centred, None, cfg.chunk_size, "outer cost")
             own = self._blocks(self._source, self._source, cost)
             self._source_state = self._inner.prepare(self._source, own)
-            labels = self._inner.within(self._source, self._source_state, own)
+            labels = self_label_distances(
+                self._inner, self._source, self._source_state, own, cost, cfg.epsilon
+            )
             self.source_label_distances = labels.to(device=xs.device, dtype=xs.dtype)
-            add_label_costs(cost, labels, self._source, self._source)
+            add_label_costs(cost, labels.nan_to_num(0.0), self._source, self._source)
             self._source_self_cost = float(self._entropic(cost, symmetric=True)[0])
 
     def _side(self, features: Tensor, labels: Tensor) -> Side:
@@ -214,9 +244,9 @@ class OTDD:
             self._moved[key] = (self._source.to(target.device, target.dtype), moved)
         return self._moved[key]
 
-    def _label_distances_within(self, side: Side, state: Any, own: Blocks | None) -> Tensor:
-        """W_tt (C_t, C_t) of a target side."""
-        return self._inner.within(side, state, own)
+    def _label_distances_within(self, side: Side, state: Any, own, distances: Tensor):
+        """W_tt (C_t, C_t) of a target side, where its self term can feel it."""
+        return self_label_distances(self._inner, side, state, own, distances, self.config.epsilon)
 
     def _label_distances_between(self, target: Side, state: Any, cross: Blocks | None) -> Tensor:
         """W_st (C_s, C_t) between the source and a target side."""
@@ -287,9 +317,9 @@ class OTDD:
         cost = distance_matrix(target_centred, None, self.config.chunk_size, "outer cost")
         own = self._blocks(target, target, cost)
         state = self._inner.prepare(target, own)
-        labels = self._label_distances_within(target, state, own)
+        labels = self._label_distances_within(target, state, own, cost)
         del own
-        add_label_costs(cost, labels, target, target)
+        add_label_costs(cost, labels.nan_to_num(0.0), target, target)
         points = (target_centred.points, target_centred.points) if wants_gradient else None
         value, gradient = self._entropic(cost, symmetric=True, points=points)
         return state, value, gradient

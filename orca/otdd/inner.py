@@ -11,7 +11,10 @@ Notation (the quantities are described in `orca.otdd.label_distances`)
 Each kind (a class registered in `LABEL_DISTANCES`, constructed with its options) has
     prepare(side, own)                     -> state     (own: the side's Blocks with itself,
                                                          or None to build the diagonal ones)
-    within(side, state, own)               -> W (C, C), symmetric, zero diagonal
+    within(side, state, own, pairs)        -> W (C, C), symmetric, zero diagonal; pairs
+                                                         (i < j) limits the work to those
+                                                         pairs, the others are NaN (None:
+                                                         every pair)
     between(a, state_a, b, state_b, cross) -> W (C_a, C_b)
 W is float64, detached, a SQUARED distance.
 """
@@ -28,12 +31,12 @@ import torch
 from torch import Tensor
 
 from orca.otdd.costs import centred, distance_matrix
+from orca.otdd.exact import batches, emd_plan, warm_potentials
 from orca.otdd.grouping import Side
 from orca.otdd.solver import entropic_values, solve_blocks
 from orca.registry import Registry
 
 _EMD_MAX_ITER = 10_000_000  # network-simplex pivot cap: headroom over POT's default of 1e5
-_SINKHORN_PAIR_BUDGET = 2**25  # elements of the (pairs, n_i, m_j) cost block solved at once
 
 LABEL_DISTANCES: Registry[type[InnerKind]] = Registry("label distance")
 
@@ -79,13 +82,26 @@ def upper_pairs(count: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(count) for j in range(i + 1, count)]
 
 
+def requested(side: Side, pairs: list[tuple[int, int]] | None):
+    """The pairs a `within` computes, and the value of the others (NaN when only some are
+    asked for)."""
+    if pairs is None:
+        return upper_pairs(side.count), 0.0
+    return pairs, math.nan
+
+
 def all_pairs(count_a: int, count_b: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(count_a) for j in range(count_b)]
 
 
-def filled(values: list[float], pairs: list[tuple[int, int]], shape, mirror: bool) -> Tensor:
-    """A float64 (C_a, C_b) matrix with values at pairs (mirrored, zero diagonal, if asked)."""
-    out = torch.zeros(shape, dtype=torch.float64)
+def filled(
+    values: list[float], pairs: list[tuple[int, int]], shape, mirror: bool, rest: float = 0.0
+) -> Tensor:
+    """A float64 (C_a, C_b) matrix with values at pairs (mirrored, zero diagonal, if asked)
+    and `rest` elsewhere."""
+    out = torch.full(shape, rest, dtype=torch.float64)
+    if mirror:
+        out.fill_diagonal_(0.0)
     if pairs:
         rows = torch.tensor([i for i, _ in pairs])
         columns = torch.tensor([j for _, j in pairs])
@@ -105,7 +121,7 @@ class InnerKind:
     def prepare(self, side: Side, own: Blocks | None) -> Any:
         return None
 
-    def within(self, side: Side, state: Any, own: Blocks | None) -> Tensor:
+    def within(self, side: Side, state: Any, own: Blocks | None, pairs=None) -> Tensor:
         raise NotImplementedError
 
     def between(self, a: Side, state_a: Any, b: Side, state_b: Any, cross: Blocks | None):
@@ -117,10 +133,10 @@ class ExactInner(InnerKind):
     """Exact W_2^2 between class samples, one exact OT problem per pair of classes on its
     squared-distance block (see `exact_values`); nothing else is shared between pairs."""
 
-    def within(self, side, state, own):
-        pairs = upper_pairs(side.count)
+    def within(self, side, state, own, pairs=None):
+        pairs, rest = requested(side, pairs)
         values = exact_values([own(i, j) for i, j in pairs])
-        return filled(values, pairs, (side.count, side.count), mirror=True)
+        return filled(values, pairs, (side.count, side.count), mirror=True, rest=rest)
 
     def between(self, a, state_a, b, state_b, cross):
         pairs = all_pairs(a.count, b.count)
@@ -130,17 +146,17 @@ class ExactInner(InnerKind):
 
 def exact_values(blocks: list[Tensor]) -> list[float]:
     """min_P <P, block> with uniform weights, for each cost block (n_i, m_j): POT's network
-    simplex (`ot.emd2`) on a float64 CPU copy. The problems are independent and spread over
-    torch.get_num_threads() threads (the solver releases the GIL)."""
-    import ot  # imported on use: POT pulls in scikit-learn, seconds at startup
+    simplex on a float64 CPU copy, warm-started from entropic potentials (`orca.otdd.exact`).
+    The problems are independent and spread over torch.get_num_threads() threads (the
+    solver releases the GIL)."""
+    starts = warm_potentials(blocks)
 
-    def solve(block: Tensor) -> float:
-        cost = block.detach().to("cpu", torch.float64).contiguous().numpy()  # (n, m)
-        n, m = cost.shape
-        weights_a, weights_b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
-        return float(ot.emd2(weights_a, weights_b, cost, numItermax=_EMD_MAX_ITER))
+    def solve(k: int) -> float:
+        cost = blocks[k].detach().to("cpu", torch.float64).contiguous().numpy()  # (n, m)
+        plan = emd_plan(cost, starts[k], _EMD_MAX_ITER)
+        return float((plan * cost).sum())
 
-    return threaded_map(solve, blocks)
+    return threaded_map(solve, list(range(len(blocks))))
 
 
 def threaded_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -166,13 +182,13 @@ class SinkhornInner(InnerKind):
         values = batched_entropic(own_blocks(side, own), symmetric=True, **self.solver)
         return torch.tensor(values, dtype=torch.float64)  # (C,) OT_eps(alpha_k, alpha_k)
 
-    def within(self, side, state, own):
-        pairs = upper_pairs(side.count)
+    def within(self, side, state, own, pairs=None):
+        pairs, rest = requested(side, pairs)
         cross = batched_entropic([own(i, j) for i, j in pairs], symmetric=False, **self.solver)
         values = [
             v - 0.5 * float(state[i] + state[j]) for v, (i, j) in zip(cross, pairs, strict=True)
         ]
-        return filled(values, pairs, (side.count, side.count), mirror=True)
+        return filled(values, pairs, (side.count, side.count), mirror=True, rest=rest)
 
     def between(self, a, state_a, b, state_b, cross):
         pairs = all_pairs(a.count, b.count)
@@ -187,19 +203,11 @@ class SinkhornInner(InnerKind):
 def batched_entropic(
     blocks: list[Tensor], symmetric: bool, epsilon: float, max_iter: int, tol: float
 ) -> list[float]:
-    """OT_eps (uniform weights) of each cost block, solved in as few batches as the
-    _SINKHORN_PAIR_BUDGET allows (the blocks are zero-padded to the largest shape, without
-    being copied: see `solve_blocks`)."""
-    if not blocks:
-        return []
-    rows_max = max(block.shape[0] for block in blocks)
-    columns_max = max(block.shape[1] for block in blocks)
-    per_batch = max(1, _SINKHORN_PAIR_BUDGET // (rows_max * columns_max))
-    batches = math.ceil(len(blocks) / per_batch)
-    size = math.ceil(len(blocks) / batches)  # equal batches: each runs its own solver loop
+    """OT_eps (uniform weights) of each cost block, solved in as few batches as
+    `orca.otdd.exact.PAIR_BUDGET` allows (the blocks are zero-padded to the largest shape,
+    without being copied: see `solve_blocks`)."""
     values: list[float] = []
-    for start in range(0, len(blocks), size):
-        chunk = blocks[start : start + size]
+    for chunk in batches(blocks) if blocks else []:
         solution = solve_blocks(chunk, epsilon, max_iter, tol, symmetric, "inner kernel")
         values.extend(entropic_values(solution, epsilon).tolist())
     return values

@@ -20,10 +20,10 @@ autograd.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from orca.otdd.exact import emd_plan, warm_potentials
 from orca.otdd.solver import Solution, entropic_values, solve_one
 
 _EMD_MAX_ITER = 100_000_000  # network-simplex pivots for the outer exact problem
@@ -71,16 +71,11 @@ def _sinkhorn_gradient(solution: Solution, x: Tensor, y: Tensor, symmetric: bool
 
 def exact(cost: Tensor, points: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """min_P <P, M> with uniform weights (float64 scalar), by POT's network simplex in float64
-    on the CPU, and with `points` = (x, y) the gradient (m, d) with respect to y for the
-    optimal plan held fixed (exact where the plan is unique)."""
-    import ot  # imported on use: POT pulls in scikit-learn, seconds at startup
-
-    n, m = cost.shape
-    cost64 = cost.detach().to("cpu", torch.float64)
-    plan = ot.emd(
-        np.full(n, 1.0 / n), np.full(m, 1.0 / m), cost64.numpy(), numItermax=_EMD_MAX_ITER
-    )
-    plan = torch.from_numpy(plan)  # (n, m) float64
+    on the CPU (warm-started: `orca.otdd.exact`), and with `points` = (x, y) the gradient
+    (m, d) with respect to y for the optimal plan held fixed (exact where it is unique)."""
+    (start,) = warm_potentials([cost])
+    cost64 = cost.detach().to("cpu", torch.float64).contiguous()
+    plan = torch.from_numpy(emd_plan(cost64.numpy(), start, _EMD_MAX_ITER))  # (n, m) float64
     value = (plan * cost64).sum().to(cost.device)
     if points is None:
         return value, None

@@ -32,7 +32,7 @@ _ANNEAL_START = 10.0  # epsilon-scaling starts at max|C| / this (kernel entries 
 _ANNEAL_FACTOR = 0.25  # and goes on as eps_k = start * factor**k while above the target eps
 _ANNEAL_TOL = 0.3  # row-marginal L1 error at which an intermediate epsilon is left
 _ANNEAL_SWEEPS = 3  # at most this many sweeps at an intermediate epsilon
-_EXPONENT_FLOOR = -50.0  # e^-50 times a scaling >= e^-30 stays a normal float32
+EXPONENT_FLOOR = -50.0  # e^-50 times a scaling >= e^-30 stays a normal float32
 _ABSORB_AT = 30.0  # |log| of a scaling beyond which it is folded into the potentials
 # Precision floor: below _FLOOR_ZONE * (machine epsilon of the dtype), an error that has not
 # dropped by _STALL_GAIN (relative) in _STALL_SWEEPS sweeps is rounding noise, not progress.
@@ -186,10 +186,10 @@ class _Kernel:
         else:
             self.cost.exponent(self.f0, self.g0, eps, kernel)
         # exp is ten times slower on arguments whose result underflows or is subnormal, and
-        # so are products with subnormal kernel entries: entries below e^_EXPONENT_FLOOR
+        # so are products with subnormal kernel entries: entries below e^EXPONENT_FLOOR
         # (negligible next to a row's largest, about 1 after a fold or near convergence)
         # are raised to it.
-        kernel.clamp_(min=_EXPONENT_FLOOR).exp_()
+        kernel.clamp_(min=EXPONENT_FLOOR).exp_()
         if self.valid is not None:
             kernel.masked_fill_(~self.valid, 1.0)
 
