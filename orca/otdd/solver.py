@@ -13,8 +13,8 @@ Why a solver of our own rather than POT's or geomloss's: OTDD solves hundreds of
 class-pair problems (up to 500 x 500 each, of unequal sizes) plus the large outer one, many
 times per embedder epoch. POT takes one Python call per problem; geomloss batches only
 clouds of equal size, and microsoft/otdd's default redone on it (one call per class pair,
-tensorized backend) took 22-27 s on 5k x 5k points, d = 64, where this solver takes 2-2.7 s
-at the same epsilon (benchmarks/bench_otdd_reference.py). Its values are tested against
+tensorized backend) took 21-27 s on 5k x 5k points, d = 64, where OTDD on this solver takes
+1.5-2.2 s at the same epsilon (benchmarks/bench_otdd_reference.py). Its values are tested against
 POT's `sinkhorn2` and `emd2` (tests/test_otdd.py, tests/test_otdd_small_epsilon.py).
 """
 
