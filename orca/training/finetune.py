@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from orca import stopping
 from orca.config import RefineConfig
 from orca.metrics import Metric
 from orca.training.mixup import mixed_loss, mixup_alpha
@@ -82,6 +84,14 @@ def _snapshot(
     return copy
 
 
+def _stop(checkpoints, loop: LoopState, trainer: tuple, position: dict[str, Any]) -> None:
+    """Save a mid-epoch checkpoint at `position` (when checkpointing) and raise
+    StopRequested (orca.stopping), which names it."""
+    where = f"in refine epoch {position['epoch'] + 1}, after batch {position['batches']}"
+    saved = None if checkpoints is None else checkpoints.save(loop, *trainer, partial=position)
+    stopping.check(where, str(saved) if saved is not None else None)
+
+
 def fine_tune(
     model: torch.nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -105,6 +115,11 @@ def fine_tune(
     later call with the same setup resumes after the newest checkpoint and, on CPU, ends bit
     for bit where an uninterrupted run would have; `on_epoch` is called only for the epochs
     this call runs. A checkpoint from a different setup raises CheckpointError.
+
+    A stop request (orca.stopping: SIGTERM or SIGINT) is honoured after the next optimizer
+    step: the state is saved mid-epoch (with `checkpoint_dir`) and StopRequested raised; a
+    later call resumes with the same batches (single process only; torchrun ranks stop at
+    torchrun's own signal handling).
 
     With `replicas` of several processes, this process trains on its share of each epoch
     through DistributedDataParallel; the main rank alone validates (the others take its
@@ -161,66 +176,80 @@ def fine_tune(
     forward = replicas.wrap(model)  # the model itself, or DistributedDataParallel over it
     best_buffers: dict[str, torch.Tensor] | None = None  # CPU tensors this call owns
     last_saved = time.monotonic()
-    for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
-        model.train()
-        order = replicas.shard(torch.randperm(len(x_train), generator=generator))
-        # The loss sum stays on the device, one in-place op per step: a float() per step
-        # would make the CPU wait for the GPU after every batch.
-        running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        optimizer.zero_grad(set_to_none=True)
-        for batch_index, start in enumerate(range(0, len(order), batch_size)):
-            index = order[start : start + batch_size]
-            xb, yb = x_train[index].to(device), y_train[index].to(device)
-            with _autocast(device):
-                loss = mixed_loss(loss_fn, forward, xb, yb, alpha, generator)
-            # Without accumulation the loss is not divided: one autograd node less, same grads.
-            (loss if accumulation == 1 else loss / accumulation).backward()
-            running.add_(loss.detach(), alpha=len(index))  # float64 sum, as exact as before
-            seen += len(index)
-            last_batch = start + batch_size >= len(order)
-            if (batch_index + 1) % accumulation == 0 or last_batch:
-                if config.clip_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-        if replicas.world_size > 1:
-            totals = torch.stack([running, running.new_tensor(seen)])
-            running, seen = (float(value) for value in replicas.sum(totals))
-        record = None
-        if replicas.is_main:
-            val_out = predict(model, x_val, config.eval_batch_size)
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=float(running) / max(seen, 1),
-                val_loss=float(loss_fn(val_out, y_val)),
-                val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
-                lr=float(scheduler.get_last_lr()[0]),
-            )
-        record = replicas.from_main(record)
-        loop.history.append(record)
-        score = sign * record.val_metric
-        # Ties go to the lower validation loss, so selection is not stuck on a plateau.
-        if score < loop.best_score or (
-            score == loop.best_score and record.val_loss < loop.history[loop.best_epoch].val_loss
-        ):
-            loop.best_score, loop.best_epoch = score, epoch
-            loop.best_state = best_buffers = _snapshot(model.state_dict(), best_buffers)
-            loop.stale_epochs = 0
-        else:
-            loop.stale_epochs += 1
-        loop.stopped = config.patience is not None and loop.stale_epochs >= config.patience
-        if (
-            checkpoints is not None
-            and replicas.is_main
-            and time.monotonic() - last_saved >= config.checkpoint_interval_s
-        ):
-            checkpoints.save(loop, model, optimizer, scheduler, generator)
-            last_saved = time.monotonic()
-        if on_epoch is not None and replicas.is_main:
-            on_epoch(record)
-        if loop.stopped:
-            break
+    with stopping.handle_stop_signals():  # SIGTERM, SIGINT: stop after a step
+        for epoch in range(config.epochs if loop.stopped else len(loop.history), config.epochs):
+            model.train()
+            # The loss sum stays on the device, one in-place op per step: a float() per step
+            # would make the CPU wait for the GPU after every batch.
+            running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+            partial, loop.partial = loop.partial, None
+            if partial is not None:  # resuming inside this epoch: its batches, its loss sum
+                order, done = partial["order"], partial["batches"]
+                running.fill_(partial["running"])
+                seen = partial["seen"]
+            else:
+                order, done = replicas.shard(torch.randperm(len(x_train), generator=generator)), 0
+            optimizer.zero_grad(set_to_none=True)
+            for batch_index, start in enumerate(range(0, len(order), batch_size)):
+                if batch_index < done:
+                    continue
+                index = order[start : start + batch_size]
+                xb, yb = x_train[index].to(device), y_train[index].to(device)
+                with _autocast(device):
+                    loss = mixed_loss(loss_fn, forward, xb, yb, alpha, generator)
+                # Without accumulation the loss is not divided: one autograd node less, same grads.
+                (loss if accumulation == 1 else loss / accumulation).backward()
+                running.add_(loss.detach(), alpha=len(index))  # float64 sum, as exact as before
+                seen += len(index)
+                last_batch = start + batch_size >= len(order)
+                if (batch_index + 1) % accumulation == 0 or last_batch:
+                    if config.clip_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(params, config.clip_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if stopping.stop_requested() and replicas.world_size == 1:
+                        position = {"epoch": epoch, "batches": batch_index + 1, "order": order}
+                        position.update(running=float(running), seen=seen)
+                        _stop(checkpoints, loop, (model, optimizer, scheduler, generator), position)
+            if replicas.world_size > 1:
+                totals = torch.stack([running, running.new_tensor(seen)])
+                running, seen = (float(value) for value in replicas.sum(totals))
+            record = None
+            if replicas.is_main:
+                val_out = predict(model, x_val, config.eval_batch_size)
+                record = EpochRecord(
+                    epoch=epoch,
+                    train_loss=float(running) / max(seen, 1),
+                    val_loss=float(loss_fn(val_out, y_val)),
+                    val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
+                    lr=float(scheduler.get_last_lr()[0]),
+                )
+            record = replicas.from_main(record)
+            loop.history.append(record)
+            score = sign * record.val_metric
+            # Ties go to the lower validation loss, so selection is not stuck on a plateau.
+            if score < loop.best_score or (
+                score == loop.best_score
+                and record.val_loss < loop.history[loop.best_epoch].val_loss
+            ):
+                loop.best_score, loop.best_epoch = score, epoch
+                loop.best_state = best_buffers = _snapshot(model.state_dict(), best_buffers)
+                loop.stale_epochs = 0
+            else:
+                loop.stale_epochs += 1
+            loop.stopped = config.patience is not None and loop.stale_epochs >= config.patience
+            if (
+                checkpoints is not None
+                and replicas.is_main
+                and time.monotonic() - last_saved >= config.checkpoint_interval_s
+            ):
+                checkpoints.save(loop, model, optimizer, scheduler, generator)
+                last_saved = time.monotonic()
+            if on_epoch is not None and replicas.is_main:
+                on_epoch(record)
+            if loop.stopped:
+                break
     return FineTuneResult(
         best_state=loop.best_state,
         best_epoch=loop.best_epoch,

@@ -10,6 +10,13 @@ A checkpoint directory holds one subdirectory per saved epoch, normally only the
                             the best score and epoch, the stale-epoch count, the history
         manifest.json       format, epoch, file list and the run's fingerprint; written last
 
+A run stopped by a signal (orca.stopping) is saved mid-epoch, after an optimizer step, as
+    epoch-0004-batch-000012/   epoch 4 in progress, its first 12 batches done; trainer.pt
+                               adds "partial": the epoch's shuffled order, the batches done
+                               and the running loss sum, so the resumed epoch goes on with
+                               the same batches (its manifest's "epoch" is the last complete
+                               one, 3)
+It sorts after epoch-0003 and before epoch-0004.
 An epoch directory is assembled under a temporary name (`.epoch-0003.tmp-...`) and renamed
 into place in one step; only then are older epoch directories removed (renamed out of sight
 first, then deleted). A crash at any moment therefore leaves the previous complete checkpoint
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -53,7 +61,7 @@ MODEL_FILE = "model.safetensors"
 BEST_FILE = "best.safetensors"
 TRAINER_FILE = "trainer.pt"
 FILES = (MODEL_FILE, BEST_FILE, TRAINER_FILE)
-_EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+_EPOCH_DIR = re.compile(r"^epoch-(\d+)(?:-batch-(\d+))?$")
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,8 @@ class LoopState:
     stale_epochs: int = 0
     stopped: bool = False
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Where a stopped epoch resumes: {"epoch", "batches", "order", "running", "seen"}
+    partial: dict[str, Any] | None = None
 
 
 def run_fingerprint(
@@ -140,12 +150,16 @@ class EpochCheckpoints:
         self.fingerprint = fingerprint
         self._best_file: tuple[Path, int] | None = None  # newest best file and its epoch
 
-    def epoch_dirs(self) -> list[tuple[int, Path]]:
-        """Epoch directories present, newest first (complete or not)."""
+    def epoch_dirs(self) -> list[tuple[tuple[int, float], Path]]:
+        """Checkpoint directories present, newest first (complete or not), each with its
+        (epoch, batches done) position; an epoch's end counts as infinitely many batches."""
         if not self.directory.is_dir():
             return []
         found = [
-            (int(match.group(1)), path)
+            (
+                (int(match.group(1)), int(match.group(2)) if match.group(2) else math.inf),
+                path,
+            )
             for path in self.directory.iterdir()
             if path.is_dir() and (match := _EPOCH_DIR.match(path.name))
         ]
@@ -166,9 +180,15 @@ class EpochCheckpoints:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         generator: torch.Generator,
+        partial: dict[str, Any] | None = None,
     ) -> Path:
+        """Save the state at the end of the newest epoch of `loop.history`, or, with
+        `partial` (see LoopState.partial), in the middle of the epoch after it."""
         epoch = len(loop.history) - 1
-        target = self.directory / f"epoch-{epoch:04d}"
+        name = f"epoch-{epoch:04d}"
+        if partial is not None:
+            name = f"epoch-{partial['epoch']:04d}-batch-{partial['batches']:06d}"
+        target = self.directory / name
         trainer = {
             "epoch": epoch,
             "optimizer": optimizer.state_dict(),
@@ -186,6 +206,8 @@ class EpochCheckpoints:
                 "history": [record.to_dict() for record in loop.history],
             },
         }
+        if partial is not None:
+            trainer["partial"] = partial
         manifest = {
             "format": FORMAT,
             "epoch": epoch,
@@ -195,7 +217,7 @@ class EpochCheckpoints:
         }
         with atomic_directory(target) as tmp:
             _save_weights(tmp / MODEL_FILE, model.state_dict(), {"epoch": str(epoch)})
-            self._write_best(tmp, loop, epoch)
+            self._write_best(tmp, loop, epoch if partial is None else None)
             with atomic_path(tmp / TRAINER_FILE) as path:
                 torch.save(trainer, path)
             with atomic_path(tmp / MANIFEST) as path:
@@ -205,9 +227,10 @@ class EpochCheckpoints:
         self._sweep(keep=target)
         return target
 
-    def _write_best(self, tmp: Path, loop: LoopState, epoch: int) -> None:
-        """best.safetensors: linked to an identical file where there is one, else written."""
-        if loop.best_epoch == epoch:
+    def _write_best(self, tmp: Path, loop: LoopState, epoch: int | None) -> None:
+        """best.safetensors: linked to an identical file where there is one, else written.
+        `epoch`: the epoch whose end model.safetensors holds (None: a mid-epoch state)."""
+        if epoch is not None and loop.best_epoch == epoch:
             source: Path | None = tmp / MODEL_FILE  # best_state is this epoch's state_dict
         elif self._best_file is not None and self._best_file[1] == loop.best_epoch:
             source = self._best_file[0]
@@ -281,6 +304,7 @@ class EpochCheckpoints:
                 stale_epochs=trainer["loop"]["stale_epochs"],
                 stopped=trainer["loop"]["stopped"],
                 best_state=best_state,
+                partial=trainer.get("partial"),
             )
             epochs = {manifest["epoch"], trainer["epoch"], len(loop.history) - 1}
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -290,7 +314,10 @@ class EpochCheckpoints:
                 f"{path}: manifest, trainer state and history disagree on the epoch"
             )
         self._best_file = (path / BEST_FILE, loop.best_epoch)
-        logger.info("resuming from %s (epoch %d done)", path, len(loop.history) - 1)
+        done = f"epoch {len(loop.history) - 1} done"
+        if loop.partial is not None:
+            done += f", {loop.partial['batches']} batches of epoch {loop.partial['epoch']}"
+        logger.info("resuming from %s (%s)", path, done)
         return loop
 
 

@@ -1,0 +1,101 @@
+"""SIGTERM and SIGINT stop training at the next safe point, leave a checkpoint, and the
+re-run resumes: mid-epoch in refine (after an optimizer step), at an epoch's end in align."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+from test_resume import _assert_same_state, _train
+
+from orca import stopping
+from orca.metrics import LOSSES
+from orca.stopping import StopRequested
+
+
+@pytest.fixture(autouse=True)
+def no_pending_stop():
+    stopping.clear()
+    yield
+    stopping.clear()
+
+
+def signalling_loss(signum: int, at_call: int):
+    """Cross-entropy that sends `signum` to this process during training call `at_call`."""
+    real = LOSSES.get("cross_entropy")
+    calls = []
+
+    def loss(outputs, targets):
+        if outputs.requires_grad:
+            calls.append(1)
+            if len(calls) == at_call:
+                os.kill(os.getpid(), signum)
+        return real(outputs, targets)
+
+    return loss, calls
+
+
+def train_with_loss(monkeypatch, bert_dir, checkpoints, loss):
+    monkeypatch.setitem(LOSSES._items, "cross_entropy", loss)
+    return _train(bert_dir, checkpoints)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_after_the_step_and_the_rerun_resumes_bit_for_bit(
+    signum, tiny_bert_dir, tmp_path, monkeypatch
+):
+    checkpoints = tmp_path / "checkpoints"
+    before = {sig: signal.getsignal(sig) for sig in stopping.STOP_SIGNALS}
+    loss, calls = signalling_loss(signum, at_call=5)  # 3 batches an epoch: epoch 1, batch 2
+    with pytest.raises(StopRequested) as stopped:
+        train_with_loss(monkeypatch, tiny_bert_dir, checkpoints, loss)
+    assert len(calls) == 5  # not one batch more
+    assert stopped.value.signum == signum and stopped.value.exit_status == 128 + signum
+    assert [p.name for p in checkpoints.iterdir()] == ["epoch-0001-batch-000002"]
+    assert stopped.value.checkpoint == str(checkpoints / "epoch-0001-batch-000002")
+    assert {sig: signal.getsignal(sig) for sig in stopping.STOP_SIGNALS} == before
+    monkeypatch.undo()
+    stopping.clear()
+
+    model, resumed = _train(tiny_bert_dir, checkpoints)
+    assert resumed.resumed_from_epoch == 0
+    reference_model, reference = _train(tiny_bert_dir)
+    assert resumed.history == reference.history
+    _assert_same_state(resumed.best_state, reference.best_state)
+    _assert_same_state(model.state_dict(), reference_model.state_dict())
+
+
+def test_a_second_signal_stops_at_once(tiny_bert_dir, tmp_path):
+    with stopping.handle_stop_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stopping.stop_requested()
+        with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_stop_without_checkpoints_names_none(tiny_bert_dir, monkeypatch):
+    loss, calls = signalling_loss(signal.SIGTERM, at_call=2)
+    with pytest.raises(StopRequested, match="in refine epoch 1, after batch 2") as stopped:
+        train_with_loss(monkeypatch, tiny_bert_dir, None, loss)
+    assert stopped.value.checkpoint is None and len(calls) == 2
+
+
+def test_training_in_a_worker_thread_stops_on_the_process_request(tiny_bert_dir, tmp_path):
+    """Worker threads cannot install signal handlers: the command's handler sets the
+    process-wide request, which the loop in the thread honours."""
+    outcome = {}
+
+    def work():
+        try:
+            _train(tiny_bert_dir, tmp_path / "checkpoints")
+        except StopRequested as stop:
+            outcome["stop"] = stop
+
+    stopping.request_stop(signal.SIGTERM)
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=120)
+    assert outcome["stop"].where == "in refine epoch 1, after batch 1"
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["epoch-0000-batch-000001"]
