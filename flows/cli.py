@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flows import cli_bench, cli_otdd, cli_retry, cli_ui, prefect_api
+from orca import stopping
 from orca.errors import UserError
 from orca.methods import METHODS
 from orca.state import activate
@@ -212,12 +214,35 @@ def main(argv: list[str] | None = None, after_load: Callable[[], None] | None = 
         print(f"orca: error: {error}", file=sys.stderr)
         return 2
     try:
-        with prefect_api.shared_prefect_api() if command.uses_prefect else nullcontext():
+        api = prefect_api.shared_prefect_api() if command.uses_prefect else nullcontext()
+        with stopping.handle_stop_signals(), api:  # SIGTERM, SIGINT: stop at a safe point
             result = command.run(args, prepared)
     except UserError as error:  # found after work started: still one line, no traceback
         print(f"orca: error: {error}", file=sys.stderr)
         return 2
+    except BaseException as error:
+        if not stopping.is_stop(error):
+            raise
+        return _stopped(error)
+    if stopping.stop_requested():  # runs in worker threads stopped; this one carried on
+        return _stopped(None)
     return command.status(result)
+
+
+def _stopped(error: BaseException | None) -> int:
+    """One line on how the command stopped and how to resume; the exit status 128 + signal."""
+    signum = getattr(error, "signum", None) or stopping.requesting_signal()
+    if signum is None:
+        signum = signal.SIGINT if isinstance(error, KeyboardInterrupt) else signal.SIGTERM
+    detail = f"stopped by {stopping.signal_name(signum)}"
+    if isinstance(error, stopping.StopRequested):
+        detail = str(error)
+    print(
+        f"orca: {detail}. Finished stages are cached and "
+        "training keeps its checkpoints: run the same command again to resume.",
+        file=sys.stderr,
+    )
+    return 128 + signum
 
 
 @dataclass(frozen=True)

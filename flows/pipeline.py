@@ -17,6 +17,7 @@ from typing import Any
 from prefect import Task, flow, runtime
 from prefect.transactions import CommitMode, transaction
 
+from orca import stopping
 from orca.pipeline_config import PipelineConfig
 from tasks import progress, stages, storage, tracking
 
@@ -161,6 +162,7 @@ def run_stages(
     try:
         with transaction(commit_mode=CommitMode.EAGER):
             for name in names:
+                stopping.check(f"before stage {name}")  # stopped: start no further stage
                 stage_task, arguments = stage_call(config, name, references)
                 if name == refresh:
                     stage_task = stage_task.with_options(refresh_cache=True)
@@ -233,7 +235,8 @@ def pipeline(
             tracking.register_model(run_id, config, references["refine"]) if registers else None
         )
     except BaseException as error:
-        tracking.finish_run(run_id, "FAILED", error=f"{type(error).__name__}: {error}")
+        status = "KILLED" if stopping.is_stop(error) else "FAILED"
+        tracking.finish_run(run_id, status, error=f"{type(error).__name__}: {error}")
         raise
     tracking.finish_run(run_id, "FINISHED")
     return {

@@ -71,3 +71,11 @@ def load_into(module: torch.nn.Module, path: str | Path) -> None:
         ]
         raise CheckpointError(f"{path}: checkpoint does not fit the model; " + "; ".join(parts))
     module.load_state_dict(state)
+
+
+def checkpoints_for(out_dir: str | Path) -> Path:
+    """Where a training stage (align, refine) keeps its checkpoints for `out_dir`: a sibling
+    that outlives a failed or stopped attempt (`out_dir` itself appears only when the stage
+    is done)."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".checkpoints")

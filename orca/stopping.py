@@ -51,6 +51,15 @@ class StopRequested(BaseException):
         return 128 + (self.signum or signal.SIGTERM)
 
 
+def is_stop(error: BaseException) -> bool:
+    """Whether `error` ends a run because somebody stopped it: StopRequested, Ctrl-C, or an
+    engine's termination exception raised by a signal (e.g. Prefect's TerminationSignal,
+    recognised by name so that this module needs no Prefect)."""
+    if isinstance(error, (StopRequested, KeyboardInterrupt)):
+        return True
+    return type(error).__name__ == "TerminationSignal"
+
+
 def signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum else "request"
 

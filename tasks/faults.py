@@ -5,7 +5,8 @@
   cache record not yet) and waits there, so that a test can kill the process at that
   moment. STAGE@N instead holds after epoch N (0-based) of a stage that trains in epochs
   (align, refine), once that epoch's checkpoint is written. While it holds, the process
-  writes {"pid": ..., "stage": ..., "epoch": ...} to $ORCA_HOLD_FILE.
+  writes {"pid": ..., "stage": ..., "epoch": ...} to $ORCA_HOLD_FILE. A stop request
+  (SIGTERM, SIGINT: orca.stopping) ends the hold, so the stage stops at its next safe point.
 
 A stage that comes back Cached does not run, so it neither fails nor holds.
 """
@@ -16,6 +17,7 @@ import json
 import os
 import time
 
+from orca import stopping
 from orca.atomic import atomic_path
 
 STAGES = ("ingest", "proxy", "align", "refine", "evaluate", "classical")
@@ -65,5 +67,7 @@ def hold_if_injected(stage: str, epoch: int | None = None) -> None:
             tmp.write_text(json.dumps({"pid": os.getpid(), "stage": stage, "epoch": epoch}))
     deadline = time.monotonic() + HOLD_LIMIT_SECONDS
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        if stopping.stop_requested():
+            return  # SIGTERM or SIGINT: let the stage reach its next safe point
+        time.sleep(0.1)
     raise RuntimeError(f"{HOLD_STAGE_ENV_VAR}: held in {stage} for {HOLD_LIMIT_SECONDS:.0f} s")

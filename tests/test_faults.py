@@ -1,4 +1,5 @@
-"""A pipeline process killed (SIGKILL) in each of the five stages, then run again.
+"""A pipeline process killed (SIGKILL) in each of the five stages, then run again; and one
+stopped by SIGTERM in refine and by SIGINT in align (the last test).
 
 Each case runs `orca run` in a fresh state directory with $ORCA_HOLD_STAGE (tasks/faults.py)
 so that the process stops at a known point of one stage: when its outputs are written but
@@ -185,3 +186,65 @@ def test_the_hold_hook_checks_its_value(monkeypatch):
     monkeypatch.setenv(HOLD_STAGE_ENV_VAR, "fine-tune")
     with pytest.raises(ValueError, match=r"'fine-tune' is not a stage; valid: ingest, proxy"):
         hold_point()
+
+
+MID_EPOCH_2 = "epoch-0001-batch-000001"  # refine's checkpoint after a step of epoch 2
+
+
+def _signal_while_holding(command, env, marker, signum) -> subprocess.CompletedProcess:
+    """Start `command`, send `signum` once it holds, and wait for it to end by itself."""
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.is_file():
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the stage never reached its hold point"
+            time.sleep(0.1)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=120)
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize(
+    ("signum", "hold", "where", "checkpoint", "resumed"),
+    [
+        (signal.SIGTERM, "refine@0", "in refine epoch 2, after batch 1", MID_EPOCH_2, "0"),
+        (signal.SIGINT, "align@0", "in align after epoch 1", "align", "None"),
+    ],
+)  # fmt: skip
+def test_a_signal_stops_training_at_a_safe_point_and_the_rerun_resumes(
+    signum, hold, where, checkpoint, resumed, tmp_path, tiny_bert_dir, api_url, uninterrupted
+):
+    state, marker = tmp_path / "state", tmp_path / "held.json"
+    command = _command(tiny_bert_dir)
+    env = _env(state, api_url, **{HOLD_STAGE_ENV_VAR: hold, HOLD_FILE_ENV_VAR: str(marker)})
+    stopped = _signal_while_holding(command, env, marker, signum)
+    assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"orca: stopped by {signal.Signals(signum).name} {where}")
+    assert "run the same command again to resume" in last and "Traceback" not in stopped.stderr
+    saved = Path(last.split("checkpoint in ")[1].split(". ")[0])
+    assert saved.name == checkpoint and saved.is_dir()
+    client = MlflowClient(f"sqlite:///{state / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [run.info.status for run in runs] == ["KILLED"]
+
+    again = subprocess.run(
+        command, env=_env(state, api_url), cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    result = json.loads(again.stdout.strip().splitlines()[-1])
+    stage = hold.split("@")[0]
+    position = STAGES.index(stage)
+    expected = {name: "Cached" if i < position else "Completed" for i, name in enumerate(STAGES)}
+    assert result["stages"] == expected
+    tags = client.get_run(result["mlflow_run_id"]).data.tags
+    assert tags["refine.resumed_from_epoch"] == resumed
+    assert result["value"] == pytest.approx(uninterrupted["value"], abs=1e-9)
+    assert not saved.exists()  # the stage cleared its checkpoints once done

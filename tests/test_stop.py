@@ -8,6 +8,7 @@ import signal
 import threading
 
 import pytest
+import torch
 from test_resume import _assert_same_state, _train
 
 from orca import stopping
@@ -99,3 +100,54 @@ def test_training_in_a_worker_thread_stops_on_the_process_request(tiny_bert_dir,
     thread.join(timeout=120)
     assert outcome["stop"].where == "in refine epoch 1, after batch 1"
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["epoch-0000-batch-000001"]
+
+
+def _align(bert_dir, checkpoint_dir, on_epoch=None):
+    from test_training import _toy_task_data
+
+    from orca.config import AlignConfig
+    from orca.data.tasks import get_task
+    from orca.model import create_model
+    from orca.training.align import train_embedder
+
+    torch.manual_seed(0)
+    model = create_model(get_task("gunpoint"), str(bert_dir), seed=0)
+    x, y = _toy_task_data()
+    generator = torch.Generator().manual_seed(1)
+    source = torch.randn(60, 32, generator=generator) + 1.0
+    config = AlignConfig(epochs=5, lr=1e-2, lr_milestones=(2,), samples_per_class=8)
+    history = train_embedder(
+        model,
+        x,
+        y,
+        source,
+        torch.arange(60) % 3,
+        config,
+        seed=0,
+        on_epoch=on_epoch,
+        checkpoint_dir=checkpoint_dir,
+    )
+    return model, history
+
+
+def test_align_stops_after_the_epoch_and_the_rerun_continues_it(tiny_bert_dir, tmp_path):
+    def signal_in_epoch_1(epoch, distance):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(StopRequested, match="in align after epoch 2") as stopped:
+        _align(tiny_bert_dir, tmp_path, signal_in_epoch_1)
+    assert stopped.value.checkpoint == str(tmp_path / "align")
+    stopping.clear()
+    seen = []
+    model, resumed = _align(tiny_bert_dir, tmp_path, lambda epoch, d: seen.append(epoch))
+    assert seen == [2, 3, 4, 5]  # epochs 2-4, then the final measurement
+    reference_model, reference = _align(tiny_bert_dir, None)
+    assert resumed.distances == reference.distances
+    _assert_same_state(model.embedder.state_dict(), reference_model.embedder.state_dict())
+    # another setup does not continue that state
+    from orca.checkpoint import CheckpointError
+    from orca.training.align_state import AlignCheckpoint
+
+    with pytest.raises(CheckpointError, match="different run setup"):
+        AlignCheckpoint(tmp_path, {"seed": 1}).restore(None, None, None, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import torch
 
 from orca.alignment.pseudo_labels import kmeans_pseudo_labels
 from orca.atomic import atomic_directory
-from orca.checkpoint import save_state
+from orca.checkpoint import checkpoints_for, save_state
 from orca.config import AlignConfig
 from orca.data.arrow_io import read_split
 from orca.data.tasks import get_task
@@ -33,7 +34,8 @@ def align(
     on_epoch: Callable[[int, float], None] | None = None,
     pretrained: bool = True,
 ) -> dict[str, Any]:
-    """Train the embedder for `epochs` (0 keeps its initialisation) and save it."""
+    """Train the embedder for `epochs` (0 keeps its initialisation) and save it. A stopped
+    attempt's state (orca.training.align_state) is kept next to `out_dir` and continued."""
     torch.manual_seed(seed)
     spec = get_task(task_name)
     model = create_model(spec, backbone, seed=seed, pretrained=pretrained)
@@ -55,6 +57,7 @@ def align(
         config.replace(epochs=epochs),
         seed=seed,
         on_epoch=on_epoch,
+        checkpoint_dir=checkpoints_for(out_dir),
     )
     out_dir = Path(out_dir)
     with atomic_directory(out_dir, manifest=True) as tmp:
@@ -64,6 +67,7 @@ def align(
             {"task": task_name, "backbone": backbone},
         )
         fingerprint = fingerprint_file(tmp / "embedder.safetensors")
+    shutil.rmtree(checkpoints_for(out_dir), ignore_errors=True)  # a stopped attempt's state
     return {
         "path": str(out_dir / "embedder.safetensors"),
         "epochs": epochs,

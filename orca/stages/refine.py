@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from orca.atomic import atomic_directory
-from orca.checkpoint import load_into, save_state
+from orca.checkpoint import checkpoints_for, load_into, save_state
 from orca.config import RefineConfig
 from orca.data.arrow_io import read_split
 from orca.data.tasks import get_task
@@ -32,13 +32,6 @@ def device_for_training() -> torch.device:
 def _tensors(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     split = read_split(path)
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
-
-
-def checkpoints_for(out_dir: str | Path) -> Path:
-    """Where refine keeps its per-epoch checkpoints for `out_dir`: a sibling that outlives a
-    failed attempt."""
-    out_dir = Path(out_dir)
-    return out_dir.with_name(out_dir.name + ".checkpoints")
 
 
 def prepare_model(

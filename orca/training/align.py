@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from orca import stopping
 from orca.alignment.metrics import create_alignment_metric
 from orca.config import AlignConfig
 from orca.registry import Registry
+from orca.training.align_state import AlignCheckpoint
 from orca.training.optim import create_optimizer
 
 
@@ -114,10 +117,14 @@ def train_embedder(
     *,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> AlignHistory:
     """Train `model.embedder` in place; return the alignment loss per epoch and after.
 
     x: (N, *input_shape) target inputs; labels: (N,) class ids or k-means pseudo-labels.
+    A stop request (orca.stopping: SIGTERM or SIGINT) is honoured at the end of the epoch
+    in progress: with `checkpoint_dir` the state is saved there (orca.training.align_state)
+    and a later call with the same setup continues from it; StopRequested is raised.
     """
     params = list(model.embedder.parameters())
     optimizer = create_optimizer(
@@ -138,17 +145,28 @@ def train_embedder(
     run_epoch = PROCEDURES.get(config.procedure)
     model.embedder.train()
     distances: list[float] = []
+    checkpoint = None
+    if checkpoint_dir is not None:
+        setup = {"config": config.to_dict(), "seed": seed, "sizes": [len(x), len(source_labels)]}
+        setup["parameters"] = [[n, list(p.shape)] for n, p in model.embedder.named_parameters()]
+        checkpoint = AlignCheckpoint(checkpoint_dir, setup)
+        distances = checkpoint.restore(model.embedder, optimizer, scheduler, ctx.generator) or []
     stopped_early = False
     target = config.target_distance
-    for epoch in range(config.epochs):
-        if target is not None and distances and distances[-1] <= target:
-            stopped_early = True
-            break
-        # Rounded as reported, so a target read off an earlier history stops at that epoch.
-        distances.append(float(np.round(run_epoch(ctx, True), 8)))
-        if on_epoch is not None:
-            on_epoch(epoch, distances[-1])
-        scheduler.step()
+    with stopping.handle_stop_signals():
+        for epoch in range(len(distances), config.epochs):
+            if target is not None and distances and distances[-1] <= target:
+                stopped_early = True
+                break
+            # Rounded as reported, so a target read off an earlier history stops there.
+            distances.append(float(np.round(run_epoch(ctx, True), 8)))
+            if on_epoch is not None:
+                on_epoch(epoch, distances[-1])
+            scheduler.step()
+            if stopping.stop_requested():
+                state = (model.embedder, optimizer, scheduler, ctx.generator, distances)
+                saved = None if checkpoint is None else str(checkpoint.save(*state))
+                stopping.check(f"in align after epoch {epoch + 1}", saved)
     with torch.no_grad():
         final = float(np.round(run_epoch(ctx, False), 8))
     distances.append(final)
