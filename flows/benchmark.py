@@ -27,6 +27,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.prefect_api import heartbeats_off
+from orca import stopping
 from orca.benchmark_config import BenchmarkConfig
 from orca.manifest import manifest_problem
 from orca.pipeline_config import PipelineConfig
@@ -47,7 +48,12 @@ def run_pipeline(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
     here (the compare flow registers each task's champion)."""
     from flows.pipeline import pipeline  # imported here: resolves in a process-pool worker
 
-    return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+    try:
+        return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+    except BaseException as error:
+        if stopping.is_stop(error):  # reported like a failure: the benchmark records it
+            raise stopping.RunStopped(str(error) or type(error).__name__) from None
+        raise
 
 
 def _reuse(config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +94,9 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
     # live and die with this flow run, and send no heartbeats of their own unless the user
     # asked for heartbeats (flows/prefect_api.py). Set once here: a settings copy per run
     # costs about 20 ms.
-    with temporary_settings(updates=heartbeats_off()):
+    # SIGTERM, SIGINT: the runs stop at their next safe point (orca.stopping), instead of
+    # Prefect's handler unwinding this flow while the runs it waits for go on training.
+    with temporary_settings(updates=heartbeats_off()), stopping.handle_stop_signals():
         futures = [run_pipeline.submit(run, parent) for run in runs]
         for run, future in zip(runs, futures, strict=True):
             state = future.wait() or future.state

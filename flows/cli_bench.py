@@ -22,9 +22,12 @@ import argparse
 import json
 import os
 import time
+import uuid
 from typing import Any
 
 from flows.runners import TASK_RUNNERS, RunnerOptions
+from orca.state import StateDir
+from orca.stopping import shared_stop_file
 from orca.suites import SUITES
 
 DEMO_SUITE = "demo"
@@ -159,8 +162,10 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
 
     torch.set_num_threads(runner.threads)
     started = time.perf_counter()
-    with shared_prefect_api(), open_task_runner(runner) as task_runner:
-        state = benchmark.with_options(task_runner=task_runner)(config, return_state=True)
+    # A stop (SIGTERM, SIGINT) in this process reaches the runs in worker processes too.
+    stop_file = StateDir.from_env().root / "stops" / f"bench-{os.getpid()}-{uuid.uuid4().hex}"
+    with shared_stop_file(stop_file), shared_prefect_api(), open_task_runner(runner) as runs:
+        state = benchmark.with_options(task_runner=runs)(config, return_state=True)
     out = state.result(raise_on_failure=False)
     if isinstance(out, BaseException):  # the flow itself failed, not some of its runs
         raise out

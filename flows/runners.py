@@ -34,7 +34,13 @@ from orca.registry import Registry
 from orca.state import RESULT_STORAGE_ENV, StateDir
 
 # Variables a worker process needs besides the state directory's own environment.
-WORKER_VARIABLES = (RESULT_STORAGE_ENV, "ORCA_DATA_DIR", "HF_HUB_OFFLINE", "PREFECT_API_URL")
+WORKER_VARIABLES = (
+    RESULT_STORAGE_ENV,
+    "ORCA_DATA_DIR",
+    "HF_HUB_OFFLINE",
+    "PREFECT_API_URL",
+    "ORCA_STOP_FILE",  # orca.stopping: a stop of the command reaches its workers
+)
 
 
 @dataclass(frozen=True)
@@ -85,11 +91,16 @@ def open_task_runner(options: RunnerOptions) -> AbstractContextManager[Any]:
     return TASK_RUNNERS.get(options.runner).open(options)
 
 
-def set_torch_threads(threads: int) -> None:
-    """Process-pool initializer: the torch thread count of a worker process."""
+def start_worker(threads: int) -> None:
+    """Process-pool initializer: the torch thread count of a worker process, and SIGTERM
+    and SIGINT as stop requests for its whole life (orca.stopping), so that Ctrl-C, which
+    reaches the whole process group, ends its training at a safe point, not the process."""
     import torch
 
+    from orca import stopping
+
     torch.set_num_threads(threads)
+    stopping.install_stop_handlers()
 
 
 @contextmanager
@@ -101,7 +112,7 @@ def local_task_runner(options: RunnerOptions) -> Iterator[Any]:
         yield ThreadPoolTaskRunner(max_workers=1)
         return
     yield ProcessPoolTaskRunner(
-        max_workers=options.workers, initializer=set_torch_threads, initargs=(options.threads,)
+        max_workers=options.workers, initializer=start_worker, initargs=(options.threads,)
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 import torch
@@ -68,12 +69,16 @@ def test_signal_stops_after_the_step_and_the_rerun_resumes_bit_for_bit(
     _assert_same_state(model.state_dict(), reference_model.state_dict())
 
 
-def test_a_second_signal_stops_at_once(tiny_bert_dir, tmp_path):
+def test_a_second_signal_stops_at_once_and_a_passed_on_one_does_not(monkeypatch):
+    monkeypatch.setattr(stopping, "_REPEAT_AFTER_S", 0.2)
     with stopping.handle_stop_signals():
         os.kill(os.getpid(), signal.SIGINT)
         assert stopping.stop_requested()
+        os.kill(os.getpid(), signal.SIGINT)  # at once: an engine passing it on, the same
+        time.sleep(0.3)
         with pytest.raises(KeyboardInterrupt, match="second SIGINT"):
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
 
 
 def test_a_stop_without_checkpoints_names_none(tiny_bert_dir, monkeypatch):
@@ -151,3 +156,54 @@ def test_align_stops_after_the_epoch_and_the_rerun_continues_it(tiny_bert_dir, t
 
     with pytest.raises(CheckpointError, match="different run setup"):
         AlignCheckpoint(tmp_path, {"seed": 1}).restore(None, None, None, None)
+
+
+def test_a_stop_reaches_the_processes_that_share_its_stop_file(tmp_path):
+    """A benchmark's workers are processes that its signal does not reach: the stop is
+    also a file they share ($ORCA_STOP_FILE)."""
+    import subprocess
+    import sys
+
+    stop_file = tmp_path / "stops" / "bench"
+    waiter = (
+        "import time\nfrom orca import stopping\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not stopping.stop_requested():\n"
+        "    assert time.monotonic() < deadline\n    time.sleep(0.05)\n"
+        "print(stopping.requesting_signal())\n"
+    )
+    with stopping.shared_stop_file(stop_file):
+        worker = subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE)
+        time.sleep(0.5)
+        assert worker.poll() is None  # no stop yet
+        stopping.request_stop(signal.SIGTERM)
+        assert stop_file.is_file()
+        out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0 and out.decode().strip() == str(int(signal.SIGTERM))
+    assert not stop_file.exists() and stopping.STOP_FILE_ENV not in os.environ
+
+
+def test_a_stopped_benchmark_run_is_reported_as_an_ordinary_failure(monkeypatch):
+    """Prefect's process pool drops a BaseException (its caller then waits for ever), so a
+    run's stop crosses to the benchmark as RunStopped, an Exception; StopRequested itself
+    pickles whole."""
+    import pickle
+
+    import flows.pipeline
+    from flows.benchmark import run_pipeline
+
+    stop = StopRequested(signal.SIGTERM, "in refine epoch 2, after batch 1", "/ckpt")
+    copy = pickle.loads(pickle.dumps(stop))
+    assert (copy.signum, copy.where, copy.checkpoint, str(copy)) == (
+        stop.signum,
+        stop.where,
+        stop.checkpoint,
+        str(stop),
+    )
+
+    def stopped(*args, **kwargs):
+        raise stop
+
+    monkeypatch.setattr(flows.pipeline, "pipeline", stopped)
+    with pytest.raises(stopping.RunStopped, match="stopped by SIGTERM in refine epoch 2"):
+        run_pipeline.fn(None, "parent")
