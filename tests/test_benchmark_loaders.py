@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import tarfile
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,8 +334,8 @@ def _features(columns):
     )
 
 
-def test_openml_from_an_arff_cache(data_dir):
-    pytest.importorskip("openml")
+def _credit_g_cache(data_dir):
+    """An ARFF cache of a small credit-g: numeric, nominal, and missing values in both."""
     folder = _openml_folder(data_dir, 31)
     purposes = ["car", "tv", "domestic appliance", "other"]
     columns = [
@@ -358,6 +360,11 @@ def test_openml_from_an_arff_cache(data_dir):
     (folder / "dataset.arff").write_text("\n".join([*header, "@DATA", *rows]) + "\n")
     (folder / "description.xml").write_text(_description(31, "credit-g", "class"))
     (folder / "features.xml").write_text(_features(columns))
+    return folder
+
+
+def test_openml_from_an_arff_cache(data_dir):
+    _credit_g_cache(data_dir)
     raw = _load("openml-credit-g")
     # 2 numeric + 2 nominal columns; "purpose" has 4 values plus a missing-value category.
     assert raw.x_train.shape == (36, 5, 4) and raw.x_test.shape == (4, 5, 4)
@@ -366,8 +373,7 @@ def test_openml_from_an_arff_cache(data_dir):
     assert abs(float(raw.x_train[:, 0, 0].mean())) < 0.2  # standardised numeric column
 
 
-def test_openml_from_a_parquet_cache(data_dir):
-    pytest.importorskip("openml")
+def _kc1_cache(data_dir):
     import pandas as pd
 
     folder = _openml_folder(data_dir, 1067)
@@ -378,8 +384,72 @@ def test_openml_from_a_parquet_cache(data_dir):
     columns = [(f"f{i}", None, False) for i in range(3)] + [("defects", ["false", "true"], True)]
     (folder / "description.xml").write_text(_description(1067, "kc1", "defects", parquet=True))
     (folder / "features.xml").write_text(_features(columns))
+    return folder
+
+
+def test_openml_from_a_parquet_cache(data_dir):
+    _kc1_cache(data_dir)
     raw = _load("openml-kc1")
     assert raw.x_train.shape == (27, 1, 3) and set(raw.y_test.tolist()) <= {0, 1}
+
+
+class _Planted:
+    """A pickle that, when loaded, creates the file `marker`: what a hostile cache holds."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize(
+    ("cache", "dataset_id", "use_arff"), [("arff", 31, True), ("pq", 1067, False)]
+)
+def test_openml_cache_is_read_as_openml_reads_it_but_never_unpickled(
+    data_dir, tmp_path, cache, dataset_id, use_arff
+):
+    import pickle
+    import shutil
+
+    import pandas as pd
+
+    from orca.data.benchmarks.openml_cache import read_openml_cache
+
+    folder = (_credit_g_cache if cache == "arff" else _kc1_cache)(data_dir)
+    clean = tmp_path / "openml-copy"
+    shutil.copytree(data_dir / "openml", clean)  # for openml itself, without the pickles
+    marker = tmp_path / "unpickled"
+    for name in ("dataset.pkl.py3", "features.xml.pkl"):
+        (folder / name).write_bytes(pickle.dumps(_Planted(marker)))
+    _load("openml-credit-g" if cache == "arff" else "openml-kc1")
+    assert not marker.exists()  # the planted pickles were never loaded
+    ours = read_openml_cache(folder, dataset_id, use_arff)
+    assert not marker.exists()
+
+    openml = pytest.importorskip("openml")
+    openml.config.set_root_cache_directory(str(clean))
+    if use_arff:
+        os.environ["OPENML_SKIP_PARQUET"] = "true"
+    try:
+        dataset = openml.datasets.get_dataset(
+            dataset_id, download_data=True, download_qualities=False,
+            download_features_meta_data=True,
+        )  # fmt: skip
+        x, y, categorical, names = dataset.get_data(
+            target=dataset.default_target_attribute, dataset_format="dataframe"
+        )
+    finally:
+        os.environ.pop("OPENML_SKIP_PARQUET", None)
+    _, our_x, our_y, our_categorical, our_names = ours
+    assert our_names == list(names) and our_categorical == list(categorical)
+    # openml marks ARFF categoricals ordered; the declared order is what both keep
+    pd.testing.assert_frame_equal(our_x, x, check_dtype=False, check_categorical=False)
+    for name in (n for n, nominal in zip(names, categorical, strict=True) if nominal):
+        assert list(our_x[name].cat.categories) == list(x[name].cat.categories)
+        assert (our_x[name].cat.codes.to_numpy() == x[name].cat.codes.to_numpy()).all()
+    assert list(our_y.astype(str)) == list(y.astype(str))
+    assert list(our_y.cat.categories) == list(y.cat.categories)
 
 
 def test_openml_missing_cache_names_the_files(data_dir):

@@ -1,6 +1,6 @@
-"""OpenML-CC18 tabular classification through the `openml` package, from its local cache only.
+"""OpenML-CC18 tabular classification from a local `openml` cache folder, read as plain files.
 
-`openml.datasets.get_dataset` reads a dataset without network access when its cache holds
+The loader reads a dataset from the files an openml cache holds
 
     <root>/org/openml/www/datasets/<id>/description.xml   the dataset description
     <root>/org/openml/www/datasets/<id>/features.xml      feature names, types, nominal values
@@ -12,8 +12,10 @@
 cache is what `get_dataset(id, download_data=True, download_features_meta_data=True)` leaves
 on a connected machine, e.g. under ~/.cache/openml; point ORCA_<TASK>_DIR or
 $ORCA_DATA_DIR/openml at its root. The loader checks those files first and raises
-FileNotFoundError naming them, so openml never tries the network. (openml itself then writes
-and reads its own pickle caches, dataset.pkl.py3 and features.xml.pkl, next to them.)
+FileNotFoundError naming them. It reads them itself (orca/data/benchmarks/openml_cache.py),
+without the openml package: openml would also load its own pickle caches
+(dataset.pkl.py3, features.xml.pkl) from that folder, and unpickling a file from a folder
+somebody else prepared can run any code.
 
 Encoding, after ORCA's reference (load_openml_dataset): rows without a label are dropped; a
 stratified 90/10 train/test split with a fixed seed; numeric features are standardised with
@@ -25,7 +27,6 @@ category count. Labels are the target's category codes, int64.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +39,15 @@ from orca.data.benchmarks import (
     require,
     subset,
 )
+from orca.data.benchmarks.openml_cache import read_openml_cache
 from orca.data.tabular import encode_tabular
 from orca.data.tasks import RawTask
 
-SKIP_PARQUET = "OPENML_SKIP_PARQUET"
 
-
-def openml_dataset_dir(openml, root: Path, dataset_id: int) -> Path:
-    """The cache folder of `dataset_id` under root cache directory `root`."""
-    previous = getattr(openml.config, "_root_cache_directory", None)
-    openml.config.set_root_cache_directory(root)
-    try:
-        return Path(openml.config.get_cache_directory()) / "datasets" / str(dataset_id)
-    finally:
-        if previous is not None:
-            openml.config.set_root_cache_directory(previous)
+def openml_dataset_dir(root: Path, dataset_id: int) -> Path:
+    """The cache folder of `dataset_id` under an openml root cache directory `root` (the
+    layout openml uses for the public server, openml.org)."""
+    return Path(root) / "org" / "openml" / "www" / "datasets" / str(dataset_id)
 
 
 def _check_cache(task: str, folder: Path, dataset_id: int) -> bool:
@@ -67,32 +62,6 @@ def _check_cache(task: str, folder: Path, dataset_id: int) -> bool:
     if arff.is_file():
         return True
     raise missing_files_error(task, [parquet, arff] if wants_parquet else [arff])
-
-
-def _fetch(openml, root: Path, dataset_id: int, use_arff: bool):
-    previous_root = getattr(openml.config, "_root_cache_directory", None)
-    previous_skip = os.environ.get(SKIP_PARQUET)
-    openml.config.set_root_cache_directory(root)
-    if use_arff:
-        os.environ[SKIP_PARQUET] = "true"
-    try:
-        dataset = openml.datasets.get_dataset(
-            dataset_id,
-            download_data=True,
-            download_qualities=False,
-            download_features_meta_data=True,
-        )
-        x, y, categorical, names = dataset.get_data(
-            target=dataset.default_target_attribute, dataset_format="dataframe"
-        )
-        return dataset, x, y, list(categorical), list(names)
-    finally:
-        if previous_root is not None:
-            openml.config.set_root_cache_directory(previous_root)
-        if previous_skip is None:
-            os.environ.pop(SKIP_PARQUET, None)
-        else:
-            os.environ[SKIP_PARQUET] = previous_skip
 
 
 def _codes(column) -> tuple[np.ndarray, int]:
@@ -124,10 +93,11 @@ def load_openml(
 
     task = task or f"openml-{dataset_id}"
     root = Path(cache_dir).expanduser() if cache_dir is not None else benchmark_data_dir(task)
-    openml = import_optional("openml", task)
-    folder = openml_dataset_dir(openml, root, dataset_id)
+    folder = openml_dataset_dir(root, dataset_id)
     use_arff = _check_cache(task, folder, dataset_id)
-    dataset, x, y, categorical, names = _fetch(openml, root, dataset_id, use_arff)
+    if use_arff:
+        import_optional("arff", task, "liac-arff")
+    dataset, x, y, categorical, names = read_openml_cache(folder, dataset_id, use_arff)
 
     if y is None or not len(y):
         raise ValueError(f"OpenML dataset {dataset_id} has no default target attribute")
