@@ -13,8 +13,9 @@ For each stage (ingest, proxy, align, refine, evaluate) and fault:
   its size, then the same command run again.
 
 Columns: the last line the faulted command printed on stderr, its exit status, and the
-stages the re-run computed again (the others came back Cached), with the re-run's exit
-status. Every case has its own state directory; the commands share one Prefect API.
+stages the re-run ran (the faulted one and those after it; the others came back Cached),
+with the re-run's exit status. Every case has its own state directory; the commands share
+one Prefect API.
 
     .venv/bin/python benchmarks/fault_matrix.py                    # about 8 minutes
     .venv/bin/python benchmarks/fault_matrix.py --stages refine --faults SIGTERM
@@ -99,7 +100,7 @@ def damage(state: Path, stage: str) -> str:
     """Truncate the first output file of `stage` to half; returns its name, or why not."""
     directories = sorted((state / "artifacts" / stage).glob(f"{stage}-*"))
     files = [p for d in directories if d.is_dir() for p in sorted(d.rglob("*"))
-             if p.is_file() and p.name != "manifest.json"]  # fmt: skip
+             if p.is_file() and not p.name.startswith(".")]  # fmt: skip (not the manifest)
     if not files:
         return ""
     target = files[0]
@@ -114,8 +115,8 @@ def rerun(cmd, env) -> tuple[int, str, str]:
         return done.returncode, "(failed)", last_line(done.stderr)
     stages = json.loads(done.stdout.strip().splitlines()[-1])["stages"]
     recomputed = [name for name, state in stages.items() if state != "Cached"]
-    warnings = [line for line in done.stderr.splitlines() if "damaged" in line]
-    return 0, ", ".join(recomputed) or "nothing", last_line(warnings[0]) if warnings else ""
+    warnings = [line.split(" - ", 1)[-1] for line in done.stderr.splitlines() if "damaged" in line]
+    return 0, ", ".join(recomputed) or "nothing", warnings[0][:120] if warnings else ""
 
 
 def case(stage: str, fault: str, backbone: Path, api_url: str, root: Path) -> dict:
@@ -159,7 +160,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, prefect_api.shared_prefect_api() as api_url:
         root = Path(tmp)
         backbone = write_tiny_bert(root / "bert")
-        print("| stage | fault | what the user sees | exit | the re-run recomputes (exit) |")
+        print("| stage | fault | what the user sees | exit | the re-run runs (exit) |")
         print("|---|---|---|---|---|")
         for stage in stages:
             for fault in faults:
