@@ -99,8 +99,13 @@ def signalled(cmd, env, marker: Path, signum: int) -> tuple[int, str]:
 def damage(state: Path, stage: str) -> str:
     """Truncate the first output file of `stage` to half; returns its name, or why not."""
     directories = sorted((state / "artifacts" / stage).glob(f"{stage}-*"))
-    files = [p for d in directories if d.is_dir() for p in sorted(d.rglob("*"))
-             if p.is_file() and not p.name.startswith(".")]  # fmt: skip (not the manifest)
+    files = [
+        p
+        for d in directories
+        if d.is_dir()
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    ]  # fmt: skip (not the manifest)
     if not files:
         return ""
     target = files[0]
