@@ -207,3 +207,21 @@ def test_a_stopped_benchmark_run_is_reported_as_an_ordinary_failure(monkeypatch)
     monkeypatch.setattr(flows.pipeline, "pipeline", stopped)
     with pytest.raises(stopping.RunStopped, match="stopped by SIGTERM in refine epoch 2"):
         run_pipeline.fn(None, "parent")
+
+
+def test_a_stop_is_passed_on_to_torchrun(tmp_path, monkeypatch):
+    """refine on several processes runs under torchrun, which a signal to the command
+    alone does not reach: the stop is passed on as SIGTERM and raised here."""
+    from orca.training.torchrun import run_module
+
+    (tmp_path / "forever_module.py").write_text("import time\nwhile True:\n    time.sleep(0.1)\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    timer = threading.Timer(4.0, stopping.request_stop, args=(signal.SIGTERM,))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(StopRequested, match="in forever_module on 1 torchrun processes"):
+            run_module("forever_module", [], 1, tmp_path / "records.jsonl", threads=1)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 60

@@ -5,7 +5,8 @@ MODULE ARGS...` (torchrun, as the same interpreter) and, while it runs, reads th
 that the module's main rank appends to `records` and hands each one to `on_record` as it
 arrives, so that the caller can log per-epoch progress of a run in other processes. The
 processes' output goes to `records` with a `.log` suffix; a run that fails raises
-TorchrunError with the end of that log.
+TorchrunError with the end of that log. A stop request (orca.stopping) is passed on to
+torchrun as SIGTERM, and then raised here as StopRequested.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from orca import stopping
 
 POLL_SECONDS = 0.2
 LOG_TAIL_CHARS = 4000
@@ -65,7 +68,7 @@ def run_module(
         threads = max(1, torch.get_num_threads() // processes)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     log = records.with_suffix(".log")
-    offset = 0
+    offset, stop_passed_on = 0, False
     with open(log, "wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
         try:
@@ -77,11 +80,17 @@ def run_module(
                         on_record(record)
                 if code is not None:
                     break
+                if stopping.stop_requested() and not stop_passed_on:
+                    process.terminate()  # torchrun passes SIGTERM on to its processes
+                    stop_passed_on = True
                 time.sleep(POLL_SECONDS)
         except BaseException:
             process.kill()
             process.wait()
             raise
+    if stop_passed_on:
+        stopping.check(f"in {module} on {processes} torchrun processes (a re-run resumes "
+                       "from the last epoch checkpoint)")  # fmt: skip
     if code != 0:
         tail = log.read_text(errors="replace")[-LOG_TAIL_CHARS:]
         raise TorchrunError(
