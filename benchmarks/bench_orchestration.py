@@ -11,7 +11,7 @@ state directory, in fresh subprocesses with the same torch thread count:
   Its time is the whole command, imports and the Prefect server included.
 
 Overhead = flow / direct - 1. Target: <= 10 %. With `--api running`, the state directory's
-Prefect server (flows/state_server.py) is started before the flow's clock starts, as when
+Prefect server (runtime/state_server.py) is started before the flow's clock starts, as when
 a server is already up (another command on the same state, or a work pool's server): the
 flow's time then leaves out the server's start, but keeps everything else.
 
@@ -47,10 +47,10 @@ BIN = Path(sys.executable).parent
 def direct(config_json: str, out_root: str) -> dict:
     """The benchmark's runs as plain function calls (runs in a subprocess)."""
     started = time.perf_counter()
-    from orca.state import activate
+    from runtime.state import activate
 
     activate(Path(out_root) / "state")
-    from orca.benchmark_config import BenchmarkConfig
+    from orca.config.sweep import BenchmarkConfig
     from orca.stages import align, evaluate, ingest, proxy, refine
 
     config = BenchmarkConfig(**json.loads(config_json))
@@ -153,9 +153,9 @@ def flow_breakdown(prefect_db: Path, started: float, ended: float) -> dict[str, 
 
 
 HOLD_SERVER = """
-from orca.state import activate
+from runtime.state import activate
 activate()
-from flows.state_server import Connection
+from runtime.state_server import Connection
 print(Connection.wait(), flush=True)
 import sys
 sys.stdin.read()

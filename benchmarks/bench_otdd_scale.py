@@ -43,7 +43,7 @@ DIM = 768
 
 def run_cli(source: Path, target: Path, flags: list[str]) -> dict:
     """One `orca otdd ... --json` in a fresh process: its JSON, wall seconds, peak RSS."""
-    command = [sys.executable, "-m", "flows.cli", "otdd", str(source), str(target), "--json"]
+    command = [sys.executable, "-m", "cli.main", "otdd", str(source), str(target), "--json"]
     # Output goes to files, not pipes: waiting on the process (for its own rusage) with
     # unread pipes would hang once it wrote more than a pipe holds.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:

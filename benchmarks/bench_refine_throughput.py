@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.tasks import TaskSpec, get_task
 from orca.metrics import LOSSES, METRICS, Metric
 from orca.model.orca_model import create_model

@@ -46,13 +46,13 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "from orca.state import activate; activate(); "
+            "from runtime.state import activate; activate(); "
             "import torch, transformers, prefect, mlflow",
         ],
         env,
     )
     empty_flow = (
-        "from orca.state import activate; activate(); from prefect import flow; "
+        "from runtime.state import activate; activate(); from prefect import flow; "
         "flow(name='empty')(lambda: None)()"
     )
     timed([sys.executable, "-c", empty_flow], env)  # creates Prefect's database once

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task
 from orca.metrics import LOSSES, METRICS
@@ -154,7 +154,7 @@ def run_variant(
 
 def proxy_features(backbone: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The proxy dataset's features and labels, as the proxy stage extracts them."""
-    from orca.config import ProxyConfig
+    from orca.config.stages import ProxyConfig
     from orca.proxy.datasets import resolve_proxy_name
     from orca.stages.proxy import FEATURISERS
 

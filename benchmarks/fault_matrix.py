@@ -53,7 +53,7 @@ SETTINGS = {
 
 def command(backbone: Path) -> list[str]:
     sets = [f"--set={name}={value}" for name, value in SETTINGS.items()]
-    return [sys.executable, "-m", "flows.cli", "run", "gunpoint", "--backbone", str(backbone),
+    return [sys.executable, "-m", "cli.main", "run", "gunpoint", "--backbone", str(backbone),
             *sets, "--json"]  # fmt: skip
 
 
@@ -160,7 +160,7 @@ def main() -> None:
         raise SystemExit(f"unknown stage or fault {unknown}; stages: {STAGES}, faults: {FAULTS}")
     from conftest import write_tiny_bert
 
-    from flows import prefect_api
+    from runtime import prefect_api
 
     with tempfile.TemporaryDirectory() as tmp, prefect_api.shared_prefect_api() as api_url:
         root = Path(tmp)

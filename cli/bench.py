@@ -7,11 +7,11 @@
     orca ablations [--task T] [--image-task T] [--seeds N] [--set S.K=V]... [--json]
     orca demo [--seeds N] [--methods M ...] [--workers N] [--threads N] [--runner R] [--json]
 
---workers runs that many pipeline runs at once (worker processes, see flows/runners.py);
+--workers runs that many pipeline runs at once (worker processes, see runtime/runners.py);
 --threads sets torch's threads per process (default: the cores divided among the workers,
 so that the runs do not oversubscribe the CPU). --runner picks where the runs go (default
 `local`: this process, or worker processes; `dask`: a Dask LocalCluster of --workers
-processes, or the scheduler at --dask-address / $ORCA_DASK_ADDRESS); see flows/runners.py.
+processes, or the scheduler at --dask-address / $ORCA_DASK_ADDRESS); see runtime/runners.py.
 
 With --json the last stdout line is one JSON object; for compare it has a `rows` list.
 """
@@ -25,10 +25,10 @@ import time
 import uuid
 from typing import Any
 
-from flows.runners import TASK_RUNNERS, RunnerOptions
-from orca.state import StateDir
 from orca.stopping import shared_stop_file
 from orca.suites import SUITES
+from runtime.runners import TASK_RUNNERS, RunnerOptions
+from runtime.state import StateDir
 
 DEMO_SUITE = "demo"
 DEMO_SEEDS = 2
@@ -138,7 +138,7 @@ def add_parsers(commands, add_overrides) -> None:
 
 
 def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
-    from orca.benchmark_config import DEFAULT_METHODS, BenchmarkConfig
+    from orca.config.sweep import DEFAULT_METHODS, BenchmarkConfig
 
     return BenchmarkConfig(
         suite=args.suite,
@@ -153,12 +153,12 @@ def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
 
 
 def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
-    """The benchmark flow on the task runner `runner` names (flows/runners.py)."""
+    """The benchmark flow on the task runner `runner` names (runtime/runners.py)."""
     import torch
 
-    from flows.benchmark import benchmark
-    from flows.prefect_api import shared_prefect_api
-    from flows.runners import open_task_runner
+    from flows.sweep import benchmark
+    from runtime.prefect_api import shared_prefect_api
+    from runtime.runners import open_task_runner
 
     torch.set_num_threads(runner.threads)
     started = time.perf_counter()
@@ -197,10 +197,10 @@ def benchmark_to_compare(args: argparse.Namespace) -> str:
     the compare flow starts: no benchmark run yet, or one with no finished runs, is a
     user error (one line, exit status 2), not a failed flow with a traceback."""
     from orca.errors import NoResultsError
-    from tasks import benchmark_tracking
+    from tasks import sweep_tracking
 
-    run_id = args.benchmark_run or benchmark_tracking.latest_benchmark_run_id()
-    if not benchmark_tracking.benchmark_results.fn(run_id):
+    run_id = args.benchmark_run or sweep_tracking.latest_benchmark_run_id()
+    if not sweep_tracking.benchmark_results.fn(run_id):
         raise NoResultsError(f"benchmark run {run_id} has no finished pipeline runs")
     return run_id
 
@@ -267,7 +267,7 @@ def run_demo(args: argparse.Namespace, config) -> dict[str, Any]:
 
 def run_ablations(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
     from flows.ablations import ablations
-    from orca.ablation_config import AblationConfig
+    from orca.config.ablation import AblationConfig
 
     config = AblationConfig(
         task=args.task, image_task=args.image_task, seeds=args.seeds, overrides=overrides

@@ -1,4 +1,4 @@
-"""The `orca` console script: `flows.cli.main` in a process of its own.
+"""The `orca` console script: `cli.main.main` in a process of its own.
 
 A command's process holds a large, long-lived heap: torch, Prefect (its pydantic models),
 MLflow and SQLAlchemy, imported once and kept to the end. Python's cyclic garbage collector
@@ -13,7 +13,7 @@ every object tracked so far out of the collector's reach):
 
 Objects frozen are still freed by reference counting; only reference cycles among them
 are never collected, which costs nothing for objects that live until the process exits.
-This is done only where the process is the command's own: `flows.cli.main` called from
+This is done only where the process is the command's own: `cli.main.main` called from
 another program (the tests) leaves that program's collector alone.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import gc
 
-from flows.cli import main
+from cli.main import main
 
 
 def console_main() -> int:

@@ -4,10 +4,10 @@
              [--set S.K=V]... [--json]
     orca ingest [TASK] [--task-file F] [--data-dir D]
     orca tasks [--json]
-    orca retry FLOW_RUN_ID [--json]              (see flows/cli_retry.py)
-    orca ui [--host H] [--prefect-port P] [--mlflow-port Q] [--json]  (see flows/cli_ui.py)
-    orca bench / compare / ablations / demo      (see flows/cli_bench.py)
-    orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer KIND] ...  (see flows/cli_otdd.py)
+    orca retry FLOW_RUN_ID [--json]              (see cli/retry.py)
+    orca ui [--host H] [--prefect-port P] [--mlflow-port Q] [--json]  (see cli/ui.py)
+    orca bench / compare / ablations / demo      (see cli/bench.py)
+    orca otdd SOURCE.npz TARGET.npz [--inner KIND] [--outer KIND] ...  (see cli/otdd.py)
 
 Arguments are validated before Prefect or any model is loaded, so a bad name fails at once
 with the valid choices. State goes under $ORCA_HOME (default ./.orca).
@@ -28,11 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows import cli_bench, cli_otdd, cli_retry, cli_ui, prefect_api
+from cli import bench as cli_bench
+from cli import otdd as cli_otdd
+from cli import retry as cli_retry
+from cli import ui as cli_ui
 from orca import stopping
 from orca.errors import UserError
 from orca.methods import METHODS
-from orca.state import activate
+from runtime import prefect_api
+from runtime.state import activate
 
 
 class UsageError(ValueError):
@@ -116,7 +120,7 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from orca.pipeline_config import PipelineConfig
+    from orca.config.pipeline import PipelineConfig
 
     if args.data_dir:
         os.environ["ORCA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
@@ -145,7 +149,7 @@ def _ingest(config, as_json: bool) -> None:
 
 
 def _run_pipeline(config, as_json: bool) -> dict[str, Any]:
-    from flows.cli_progress import progress_bar
+    from cli.progress import progress_bar
     from flows.pipeline import pipeline, pipeline_stages
 
     started = time.perf_counter()
@@ -196,7 +200,7 @@ def _list_tasks(as_json: bool) -> None:
 
 def main(argv: list[str] | None = None, after_load: Callable[[], None] | None = None) -> int:
     """Parse, validate and run one command; `after_load` is called once the command's
-    modules are imported, before it waits for the Prefect API (flows/console.py)."""
+    modules are imported, before it waits for the Prefect API (cli/console.py)."""
     args = build_parser().parse_args(argv)
     if args.command == "otdd":
         return cli_otdd.run(args)
@@ -250,7 +254,7 @@ class Command:
     """prepare(args) validates everything (errors exit 2 before any work); run does it.
 
     A command that `uses_prefect` runs with the command's shared Prefect API
-    (flows/prefect_api.py), which starts booting before prepare; the modules in `preload`
+    (runtime/prefect_api.py), which starts booting before prepare; the modules in `preload`
     are imported in the meantime, before the command waits for the API."""
 
     prepare: Callable[[argparse.Namespace], Any]
@@ -272,7 +276,7 @@ def _bench_config(args: argparse.Namespace):
 
 def _ablation_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The overrides, once the whole AblationConfig (seeds, tasks, every run) validates."""
-    from orca.ablation_config import AblationConfig
+    from orca.config.ablation import AblationConfig
 
     overrides = parse_overrides(args.overrides)
     AblationConfig(
@@ -282,7 +286,7 @@ def _ablation_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _demo_config(args: argparse.Namespace):
-    from orca.benchmark_config import BenchmarkConfig
+    from orca.config.sweep import BenchmarkConfig
 
     cli_bench.check_parallelism(args)
     methods = tuple(args.methods or cli_bench.DEMO_METHODS)
@@ -292,7 +296,7 @@ def _demo_config(args: argparse.Namespace):
 # MLflow's SQL store module takes about 0.5 s to import: imported while the API boots, it
 # is not imported on the way to the first MLflow run.
 TRACKING_PRELOAD = ("mlflow.store.tracking.sqlalchemy_store",)
-BENCH_PRELOAD = ("torch", "flows.benchmark", "flows.runners", *TRACKING_PRELOAD)
+BENCH_PRELOAD = ("torch", "flows.sweep", "runtime.runners", *TRACKING_PRELOAD)
 COMMANDS = {
     "run": Command(
         _config_from_args,
@@ -338,6 +342,6 @@ COMMANDS = {
 }
 
 if __name__ == "__main__":
-    from flows.console import console_main
+    from cli.console import console_main
 
     sys.exit(console_main())

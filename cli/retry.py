@@ -60,7 +60,7 @@ def prepare(args: argparse.Namespace) -> Retry:
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from flows.prefect_api import shared_prefect_api
+    from runtime.prefect_api import shared_prefect_api
 
     try:
         flow_run_id = UUID(args.flow_run_id)
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, retry: Retry) -> dict[str, Any]:
     from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
 
-    from flows.cli_progress import progress_bar
+    from cli.progress import progress_bar
 
     started = time.perf_counter()
     with get_client(sync_client=True) as client:

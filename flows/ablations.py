@@ -11,12 +11,12 @@ from typing import Any
 from prefect import flow, runtime, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.benchmark import run_pipeline
-from orca.ablation_config import AblationConfig
+from flows.sweep import run_pipeline
 from orca.atomic import atomic_path
+from orca.config.ablation import AblationConfig
 from orca.model.bodies import BodyWeightsError, MissingWeightsError, load_body
 from orca.reporting import ablations as sections
-from tasks import benchmark_tracking, storage
+from tasks import storage, sweep_tracking
 
 
 @task(name="check-vision-weights", persist_result=False, cache_policy=None)
@@ -40,7 +40,7 @@ def _results(configs, parent: str) -> list[dict[str, Any]]:
 @flow(name="orca-ablations", validate_parameters=True, task_runner=ThreadPoolTaskRunner(1))
 def ablations(config: AblationConfig, reports_dir: str = "reports") -> dict[str, Any]:
     storage.ensure_result_storage()  # the cache records' storage, where it is a URL
-    parent = benchmark_tracking.start_parent_run(
+    parent = sweep_tracking.start_parent_run(
         "ablation", config.task, str(runtime.flow_run.id), config.to_dict()
     )
     directory = Path(reports_dir)
@@ -80,5 +80,5 @@ def ablations(config: AblationConfig, reports_dir: str = "reports") -> dict[str,
     path = directory / "ablations.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-    benchmark_tracking.finish_parent_run(parent, len(convergence) + len(limited), [])
+    sweep_tracking.finish_parent_run(parent, len(convergence) + len(limited), [])
     return {"report": str(path), "skipped": skipped, "text": text}

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from orca.errors import NoResultsError
 from orca.reporting.report import write_report
 from orca.reporting.results import machine_description
-from tasks import benchmark_tracking
+from tasks import sweep_tracking
 
 
 @task(name="write-report", persist_result=False, cache_policy=None)
@@ -35,8 +35,8 @@ def report(runs: list[dict[str, Any]], reports_dir: str, context: dict[str, Any]
 @flow(name="orca-compare", validate_parameters=True)
 def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -> dict[str, Any]:
     """Assemble the comparison of one benchmark run (default: the latest)."""
-    benchmark_run_id = benchmark_run_id or benchmark_tracking.latest_benchmark_run_id()
-    runs = benchmark_tracking.benchmark_results(benchmark_run_id)
+    benchmark_run_id = benchmark_run_id or sweep_tracking.latest_benchmark_run_id()
+    runs = sweep_tracking.benchmark_results(benchmark_run_id)
     if not runs:
         raise NoResultsError(f"benchmark run {benchmark_run_id} has no finished pipeline runs")
     context = {
@@ -46,10 +46,10 @@ def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     written = report(runs, reports_dir, context)
-    benchmark_tracking.log_report(
+    sweep_tracking.log_report(
         benchmark_run_id, [str(written.markdown), str(written.csv), str(written.profile)]
     )
-    champions = benchmark_tracking.crown_champions(runs)
+    champions = sweep_tracking.crown_champions(runs)
     return {
         "benchmark_run_id": benchmark_run_id,
         "rows": written.rows,

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from orca.pipeline_config import PipelineConfig
+from orca.config.pipeline import PipelineConfig
 from tasks import stages, storage
 
 

@@ -18,7 +18,7 @@ from prefect import Task, flow, runtime
 from prefect.transactions import CommitMode, transaction
 
 from orca import stopping
-from orca.pipeline_config import PipelineConfig
+from orca.config.pipeline import PipelineConfig
 from tasks import progress, stages, storage, tracking
 
 STAGE_NAMES = ("ingest", "proxy", "align", "refine", "evaluate")

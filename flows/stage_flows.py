@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow
 
 from flows.pipeline import pipeline_stages, run_stages, stages_through
-from orca.pipeline_config import PipelineConfig
+from orca.config.pipeline import PipelineConfig
 
 
 def run_one_stage(config: PipelineConfig, stage: str, refresh: bool = False) -> dict[str, Any]:

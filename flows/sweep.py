@@ -26,12 +26,12 @@ from prefect.settings import temporary_settings
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.prefect_api import heartbeats_off
 from orca import stopping
-from orca.benchmark_config import BenchmarkConfig
+from orca.config.pipeline import PipelineConfig
+from orca.config.sweep import BenchmarkConfig
 from orca.manifest import manifest_problem
-from orca.pipeline_config import PipelineConfig
-from tasks import benchmark_tracking, storage
+from runtime.prefect_api import heartbeats_off
+from tasks import storage, sweep_tracking
 from tasks.caching import pipeline_run_cache_policy
 
 
@@ -62,7 +62,7 @@ def _reuse(config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]) -
     source = cached["mlflow_run_id"]
     model = Path(cached.get("model_path") or "")
     if model.is_file() and manifest_problem(model.parent) is None:
-        copied = benchmark_tracking.copy_child_run(source, parent_run_id)
+        copied = sweep_tracking.copy_child_run(source, parent_run_id)
         if copied is not None:
             stages = {name: "Cached" for name in cached["stages"]}
             return {**cached, "stages": stages, "mlflow_run_id": copied, "reused_from": source}
@@ -83,16 +83,16 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
     (as the data of a Failed state when any run failed)."""
     storage.ensure_result_storage()  # the cache records' storage, where it is a URL
     runs = config.runs()
-    parent = benchmark_tracking.start_parent_run(
+    parent = sweep_tracking.start_parent_run(
         "benchmark",
         config.label,
         str(runtime.flow_run.id),
-        benchmark_tracking.benchmark_params(config, len(runs)),
+        sweep_tracking.benchmark_params(config, len(runs)),
     )
     results, failures = [], []
     # The runs' settings, which the task runner hands on to them: their nested flow runs
     # live and die with this flow run, and send no heartbeats of their own unless the user
-    # asked for heartbeats (flows/prefect_api.py). Set once here: a settings copy per run
+    # asked for heartbeats (runtime/prefect_api.py). Set once here: a settings copy per run
     # costs about 20 ms.
     # SIGTERM, SIGINT: the runs stop at their next safe point (orca.stopping), instead of
     # Prefect's handler unwinding this flow while the runs it waits for go on training.
@@ -111,7 +111,7 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
                 failures.append(f"{_label(run)}: {type(error).__name__}: {error}")
                 continue
             results.append(result)
-    benchmark_tracking.finish_parent_run(parent, len(results), failures)
+    sweep_tracking.finish_parent_run(parent, len(results), failures)
     out = {"benchmark_run_id": parent, "results": results, "failures": failures}
     if failures:
         message = f"{len(failures)} of {len(runs)} runs failed; the first: {failures[0]}"

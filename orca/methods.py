@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orca.classical import CLASSICAL_MODELS
-from orca.configbase import check_choice
+from orca.config.base import check_choice
 from orca.registry import Registry
 
 FAMILIES = ("orca", "classical")

@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect_dask import DaskTaskRunner
 
-from flows.runners import RunnerOptions, worker_environment
+from runtime.runners import RunnerOptions, worker_environment
 
 
 class WorkerEnvironment(WorkerPlugin):

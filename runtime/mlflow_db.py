@@ -2,13 +2,13 @@
 
 MLflow creates a new SQLite store by running its migrations, about 1.3 s of CPU on a
 2-core machine, while the command it is for is still importing and Prefect's server is
-starting. As with Prefect's database (flows/prefect_db.py), that is done once per installed
+starting. As with Prefect's database (runtime/prefect_db.py), that is done once per installed
 MLflow version, into a template kept with the installation, and a new state directory
 starts from a copy of it. The copy's Default experiment keeps its artifacts in the state
 directory (mlartifacts/0), where MLflow would otherwise have put them under the working
 directory of whichever process created the store.
 
-`make bootstrap` makes the template (`python -m flows.mlflow_db`); if it is missing, the
+`make bootstrap` makes the template (`python -m runtime.mlflow_db`); if it is missing, the
 first state directory to need it makes it. Tracking URIs other than a local SQLite file (a
 tracking server, another database) are left to MLflow.
 """
@@ -25,7 +25,7 @@ from contextlib import closing
 from pathlib import Path
 
 from orca.atomic import atomic_path
-from orca.state import StateDir
+from runtime.state import StateDir
 
 SQLITE_URI_PREFIX = "sqlite:///"
 # MLflow's SQL store makes its tables (every migration) and the Default experiment.

@@ -6,7 +6,7 @@ local server, the one Prefect's ephemeral mode starts (SubprocessASGIServer, on
 $ORCA_PREFECT_API, from API_MODES:
 
 - `background` (the default for the `orca` command): the state directory's one server,
-  shared by every command on it (flows/state_server.py). `boot()`, called as soon as the
+  shared by every command on it (runtime/state_server.py). `boot()`, called as soon as the
   command's arguments are parsed, finds it or starts it in a helper process while this
   process imports torch and the flows: starting them one after the other cost about 10 s
   per command on 2 cores. The helper stops the server when the last command
@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from flows.state_server import Connection
 from orca.registry import Registry
+from runtime.state_server import Connection
 
 API_MODE_ENV = "ORCA_PREFECT_API"
 
@@ -104,7 +104,7 @@ def heartbeats_off() -> dict[Any, Any]:
     return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
 
 
-# --- background: the state directory's shared server (flows/state_server.py) ------------
+# --- background: the state directory's shared server (runtime/state_server.py) ------------
 
 API_MODES.register("background", ApiMode(boot=Connection.start, url=Connection.wait))
 
@@ -115,8 +115,8 @@ API_MODES.register("background", ApiMode(boot=Connection.start, url=Connection.w
 def _inline_url() -> str:
     from prefect.server.api.server import SubprocessASGIServer
 
-    from flows import mlflow_db
-    from flows.prefect_db import seed_state_database
+    from runtime import mlflow_db
+    from runtime.prefect_db import seed_state_database
 
     seed_state_database()
     mlflow_db.seed_state_database()

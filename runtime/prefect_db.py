@@ -9,7 +9,7 @@ benchmark). So the chain is run once per installed Prefect version, with Prefect
 The server still checks the schema on start, so a template that is somehow behind is
 migrated the usual way.
 
-`make bootstrap` makes the template (`python -m flows.prefect_db`); if it is missing, the
+`make bootstrap` makes the template (`python -m runtime.prefect_db`); if it is missing, the
 first state directory to need it makes it.
 """
 

@@ -15,7 +15,7 @@ a Prefect task runner for the duration of one benchmark and closes what it start
 
 Worker processes must talk to the same Prefect API as the flow. With no PREFECT_API_URL
 set, Prefect's ephemeral mode would start a temporary local server per process, so the
-command starts one (flows/prefect_api.py) and hands its URL to the workers.
+command starts one (runtime/prefect_api.py) and hands its URL to the workers.
 Stage caching across the worker processes is safe: the cache locks live in the state
 directory (tasks.locks).
 """
@@ -29,9 +29,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from orca.configbase import Config, check_choice, check_number
+from orca.config.base import Config, check_choice, check_number
 from orca.registry import Registry
-from orca.state import RESULT_STORAGE_ENV, StateDir
+from runtime.state import RESULT_STORAGE_ENV, StateDir
 
 # Variables a worker process needs besides the state directory's own environment.
 WORKER_VARIABLES = (
@@ -117,8 +117,8 @@ def local_task_runner(options: RunnerOptions) -> Iterator[Any]:
 
 
 def dask_task_runner(options: RunnerOptions) -> AbstractContextManager[Any]:
-    """A Dask cluster's workers (flows/dask_cluster.py; imported only when chosen)."""
-    from flows.dask_cluster import dask_task_runner as open_dask
+    """A Dask cluster's workers (runtime/dask_cluster.py; imported only when chosen)."""
+    from runtime.dask_cluster import dask_task_runner as open_dask
 
     return open_dask(options)
 

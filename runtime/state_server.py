@@ -1,7 +1,7 @@
 """One Prefect API server per state directory, shared by the `orca` commands that use it.
 
 The first command that needs the API starts a helper process, `python -m
-flows.state_server`, which starts Prefect's API server as Prefect's ephemeral mode runs it
+runtime.state_server`, which starts Prefect's API server as Prefect's ephemeral mode runs it
 (uvicorn on 127.0.0.1); a new state directory's Prefect and MLflow databases are first
 copied from migrated templates. The command goes on importing meanwhile. Commands that
 start later on the same state directory, even at the same moment, find that server and use
@@ -36,10 +36,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from flows import mlflow_db
-from flows.prefect_db import seed_state_database
 from orca.atomic import atomic_path
-from orca.state import StateDir
+from runtime import mlflow_db
+from runtime.prefect_db import seed_state_database
+from runtime.state import StateDir
 
 POLL_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -127,7 +127,7 @@ def _start_helper(files: dict[str, Path], start: IO[str]) -> str:
     read_end, write_end = os.pipe()
     with open(files["log"], "a") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.state_server", str(start.fileno()), str(write_end)],
+            [sys.executable, "-m", "runtime.state_server", str(start.fileno()), str(write_end)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -149,17 +149,17 @@ def _start_helper(files: dict[str, Path], start: IO[str]) -> str:
 def ephemeral_app():
     """The uvicorn app factory: Prefect's API as its ephemeral mode serves it (the API and
     the services an ephemeral server runs, no UI), on this state directory's database,
-    whose transactions take SQLite's write lock when they begin (flows/prefect_db.py)."""
+    whose transactions take SQLite's write lock when they begin (runtime/prefect_db.py)."""
     from prefect.server.api.server import create_app
 
-    from flows.prefect_db import use_immediate_transactions
+    from runtime.prefect_db import use_immediate_transactions
 
     use_immediate_transactions()
     return create_app(ephemeral=True, final=True)
 
 
 class ApiServer:
-    """`python -m uvicorn --factory flows.state_server:ephemeral_app` on a free local port:
+    """`python -m uvicorn --factory runtime.state_server:ephemeral_app` on a free local port:
     what Prefect's SubprocessASGIServer runs, started here without importing Prefect's
     server into the helper, which meanwhile creates the MLflow store where no template could
     be copied."""
@@ -167,7 +167,7 @@ class ApiServer:
     def __init__(self, log: IO[str]) -> None:
         self.port = _free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "flows.state_server:ephemeral_app",
+            [sys.executable, "-m", "uvicorn", "--factory", "runtime.state_server:ephemeral_app",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error",
              "--lifespan", "on"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_exit_with_parent,
@@ -223,7 +223,7 @@ def serve(start_fd: int, reply_fd: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
     with open(files["log"], "a") as log:
-        # A new state starts from migrated copies (flows/prefect_db.py, flows/mlflow_db.py).
+        # A new state starts from migrated copies (runtime/prefect_db.py, runtime/mlflow_db.py).
         seed_state_database()
         mlflow_db.seed_state_database()
         server = ApiServer(log)

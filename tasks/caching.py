@@ -33,10 +33,10 @@ from prefect.logging import get_logger
 from prefect.results import get_default_result_storage
 
 import orca
-from orca.configbase import Config
+from orca.config.base import Config
 from orca.fingerprint import fingerprint_json, fingerprint_sources
 from orca.manifest import manifest_problem
-from orca.state import StateDir
+from runtime.state import StateDir
 from tasks.locks import StateLockManager
 from tasks.storage import drop_record
 

@@ -38,7 +38,7 @@ import anyio
 import anyio.to_thread
 from prefect.locking.filesystem import FileSystemLockManager
 
-from orca.state import StateDir
+from runtime.state import StateDir
 
 
 def _process_alive(pid: int) -> bool:

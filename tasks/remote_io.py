@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from prefect.filesystems import RemoteFileSystem
 
-from orca.configbase import Config, check_number
+from orca.config.base import Config, check_number
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

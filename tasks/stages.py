@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from prefect import task
 
-from orca.config import AlignConfig, ProxyConfig, RefineConfig
+from orca.config.stages import AlignConfig, ProxyConfig, RefineConfig
 from orca.stages import align as align_stage
 from orca.stages import classical as classical_stage
 from orca.stages import evaluate as evaluate_stage

@@ -1,8 +1,8 @@
 """Where the cached tasks keep their result records: Prefect's local storage by default, or
-the path or fsspec URL in ORCA_RESULT_STORAGE (orca.state).
+the path or fsspec URL in ORCA_RESULT_STORAGE (runtime.state).
 
 The setting is read when the task modules are imported, as Prefect reads its own settings
-(orca.state.activate sets both before that). A local path (or file:// URL) is handed to
+(runtime.state.activate sets both before that). A local path (or file:// URL) is handed to
 Prefect as a Path. Prefect takes other storage only as a block saved on its server, so a
 URL becomes a block named after it (`orca-retrying-remote-file-system/orca-results-...`), a
 RemoteFileSystem whose reads and writes retry transient network errors (tasks/remote_io.py):
@@ -28,7 +28,7 @@ import fsspec
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.settings import PREFECT_API_URL
 
-from orca.state import RESULT_STORAGE_ENV, local_path
+from runtime.state import RESULT_STORAGE_ENV, local_path
 from tasks.remote_io import RetryingRemoteFileSystem, retry_transient
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-from orca.benchmark_config import BenchmarkConfig
+from orca.config.sweep import BenchmarkConfig
 from orca.errors import NoResultsError
 from tasks.logs import run_logger
 from tasks.tracking import EXPERIMENT, NO_CACHE, experiment_id, registered_model_name
@@ -160,8 +160,8 @@ def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
     classical methods ran gets none. Returns task -> "model-name/version". A version whose
     weights are already registered is reused (see tasks.tracking.register_model).
     """
+    from orca.config.pipeline import PipelineConfig
     from orca.methods import METHODS
-    from orca.pipeline_config import PipelineConfig
     from orca.reporting.comparison import best_methods, summarise
     from tasks.tracking import register_model
 

@@ -19,9 +19,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from prefect import task
 
-from orca.configbase import flatten
-from orca.pipeline_config import PipelineConfig
-from orca.state import StateDir
+from orca.config.base import flatten
+from orca.config.pipeline import PipelineConfig
+from runtime.state import StateDir
 from tasks.logs import run_logger
 
 EXPERIMENT = "orca"

@@ -25,7 +25,7 @@ for _var in (
 ):
     os.environ.pop(_var, None)
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-# One Prefect server per test process, started in it when first needed (flows/prefect_api.py):
+# One Prefect server per test process, started in it when first needed (runtime/prefect_api.py):
 # tests reach Prefect both through `orca` commands and by calling flows directly.
 os.environ["ORCA_PREFECT_API"] = "inline"
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -35,7 +35,7 @@ os.environ["HF_DATASETS_CACHE"] = str(_STATE / "hf-datasets")
 for _var in ("ORCA_CONLL2003_DIR", "ORCA_CIFAR10_DIR"):
     os.environ.pop(_var, None)
 
-from orca.state import activate  # noqa: E402
+from runtime.state import activate  # noqa: E402
 
 activate()
 torch.set_num_threads(2)
@@ -139,7 +139,7 @@ def state_env(state: Path, **extra: str) -> dict[str, str]:
     The variables this test process derived from its own state directory (PREFECT_HOME,
     the result storage path, MLflow's URI, ...) are dropped, so the child derives its own;
     `extra` is added last."""
-    from orca.state import StateDir
+    from runtime.state import StateDir
 
     env = dict(os.environ)
     for key, value in StateDir.from_env().environment().items():

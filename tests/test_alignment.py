@@ -5,7 +5,7 @@ from sklearn.metrics.pairwise import cosine_similarity, euclidean_distances, rbf
 
 from orca.alignment.metrics import ALIGNMENT_METRICS, MMD_BANDWIDTH_SCALES, create_alignment_metric
 from orca.alignment.pseudo_labels import kmeans_pseudo_labels
-from orca.config import AlignConfig
+from orca.config.stages import AlignConfig
 from orca.otdd import OTDD, OTDDConfig
 
 

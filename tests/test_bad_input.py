@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from prefect.exceptions import ParameterTypeError
 
-from flows.cli import main
+from cli.main import main
 from orca.checkpoint import CheckpointError, load_into, load_state, save_state
 from orca.data.arrow_io import read_split, write_split
 from orca.data.task_file import load_task_file
@@ -75,7 +75,7 @@ def _runs() -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def earlier(prefect_harness) -> Earlier:
-    from orca.pipeline_config import PipelineConfig
+    from orca.config.pipeline import PipelineConfig
     from tasks import tracking
 
     out = io.StringIO()
@@ -217,7 +217,8 @@ CLI_CASES = [
 
 @pytest.mark.parametrize(("argv", "message"), CLI_CASES)
 def test_cli_arguments(argv, message, tmp_path, capsys, monkeypatch):
-    from flows import cli, cli_bench
+    from cli import bench as cli_bench
+    from cli import main as cli
 
     for name in ("_run_pipeline", "_ingest"):
         monkeypatch.setattr(cli, name, _no_work)
@@ -303,9 +304,9 @@ FLOW_CASES = [
 
 def _flow(name: str):
     from flows.ablations import ablations
-    from flows.benchmark import benchmark
     from flows.pipeline import pipeline
     from flows.stage_flows import ingest_stage
+    from flows.sweep import benchmark
 
     return {
         "pipeline": pipeline,

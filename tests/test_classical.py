@@ -298,8 +298,8 @@ def test_the_stage_reads_and_predicts_the_test_split_once(
 
 
 def test_classical_configs_need_no_body():
+    from orca.config.pipeline import PipelineConfig
     from orca.methods import METHODS
-    from orca.pipeline_config import PipelineConfig
     from orca.registry import UnknownNameError
 
     assert {name for name in METHODS if METHODS.get(name).family == "classical"} == set(MODELS)
@@ -319,7 +319,7 @@ def test_classical_configs_need_no_body():
 
 def test_classical_pipeline_run_caching_and_tracking(prefect_harness):
     from flows.pipeline import pipeline
-    from orca.pipeline_config import PipelineConfig
+    from orca.config.pipeline import PipelineConfig
 
     config = PipelineConfig.for_task("gunpoint", method="knn")
     first = pipeline(config)
@@ -350,16 +350,16 @@ def test_classical_pipeline_run_caching_and_tracking(prefect_harness):
 def test_bench_and_compare_put_classical_methods_in_the_report(
     prefect_harness, tiny_bert_dir, tmp_path
 ):
-    from flows.benchmark import benchmark
     from flows.compare import compare
-    from orca.benchmark_config import BenchmarkConfig
+    from flows.sweep import benchmark
+    from orca.config.sweep import BenchmarkConfig
 
     config = BenchmarkConfig(
         tasks=("gunpoint",),
         methods=("no-align", "knn", "forest"),
         seeds=1,
         backbone=str(tiny_bert_dir),
-        overrides={  # as tests/test_benchmark_flow.py, so the shared stages may be Cached
+        overrides={  # as tests/test_sweep_flow.py, so the shared stages may be Cached
             "proxy": {"max_examples": 60, "max_tokens": 16},
             "align": {"epochs": 1, "samples_per_class": 8},
             "refine": {"epochs": 1, "batch_size": 16},
@@ -381,7 +381,7 @@ def test_bench_and_compare_put_classical_methods_in_the_report(
 
 
 def test_cli_run_with_a_classical_method(prefect_harness, capsys):
-    from flows.cli import main
+    from cli.main import main
 
     assert main(["run", "digits", "--method", "linear", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from flows.cli import main, parse_overrides
+from cli.main import main, parse_overrides
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_bad_arguments_fail_before_any_work(argv, message, capsys, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("the pipeline must not start")
 
-    monkeypatch.setattr("flows.cli._run_pipeline", no_work)
+    monkeypatch.setattr("cli.main._run_pipeline", no_work)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 

@@ -1,7 +1,7 @@
 """Two `orca bench` commands started at the same moment on one state directory, and two
 processes logging to one MLflow store at once.
 
-The commands run in the default `background` API mode (flows/state_server.py), so they
+The commands run in the default `background` API mode (runtime/state_server.py), so they
 share the state directory's one Prefect server; stage keys are locked across processes
 (tasks/locks.py), so each stage is computed by one command and Cached for the other.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from conftest import set_args, state_env
 
-from flows.state_server import STARTED_MESSAGE
+from runtime.state_server import STARTED_MESSAGE
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -30,7 +30,7 @@ PROBLEMS = ("database is locked", "Traceback", "OperationalError")
 
 def _bench(state: Path, bert: Path) -> subprocess.Popen[str]:
     overrides = set_args(TINY)
-    command = [sys.executable, "-m", "flows.cli", "bench", "--tasks", "gunpoint", "--methods"]
+    command = [sys.executable, "-m", "cli.main", "bench", "--tasks", "gunpoint", "--methods"]
     command += ["orca", "--seeds", "1", "--backbone", str(bert), *overrides, "--json"]
     env = state_env(state, ORCA_PREFECT_API="background", OMP_NUM_THREADS="1")
     env.pop("PREFECT_API_URL", None)

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from flows.cli import main
+from cli.main import main
 from orca.suites import SUITES
 
 SHRINK = [

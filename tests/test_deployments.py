@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from orca.state import StateDir
+from runtime.state import StateDir
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = [sys.executable, "-m", "prefect"]
@@ -227,7 +227,7 @@ def test_the_benchmark_refresh_runs_on_a_weekly_cron(deployed):
     assert refresh["parameters"] == {
         "config": {"suite": "demo", "seeds": 3, "name": "weekly-refresh"}
     }
-    assert refresh["entrypoint"] == "flows/benchmark.py:benchmark"
+    assert refresh["entrypoint"] == "flows/sweep.py:benchmark"
     for name, deployment in deployed.items():
         if name != "orca-benchmark/weekly-refresh":
             assert deployment["schedules"] == [], name

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from orca.config.pipeline import PipelineConfig
 from orca.fingerprint import fingerprint_file
-from orca.pipeline_config import PipelineConfig
 
 TINY = {
     "proxy": {"max_examples": 60, "max_tokens": 16},

@@ -34,10 +34,10 @@ import torch
 from conftest import set_args, state_env
 from mlflow import MlflowClient
 
-from flows import prefect_api
+from orca.config.pipeline import PipelineConfig
 from orca.data.arrow_io import read_split, write_split
 from orca.fingerprint import fingerprint_file
-from orca.pipeline_config import PipelineConfig
+from runtime import prefect_api
 from tasks.faults import HOLD_FILE_ENV_VAR, HOLD_STAGE_ENV_VAR, hold_point
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def uninterrupted(tiny_bert_dir, api_url) -> dict[str, Any]:
 
 def _command(tiny_bert_dir: Path) -> list[str]:
     overrides = set_args(TINY)
-    return [sys.executable, "-m", "flows.cli", "run", "gunpoint", "--backbone",
+    return [sys.executable, "-m", "cli.main", "run", "gunpoint", "--backbone",
             str(tiny_bert_dir), *overrides, "--json"]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.tasks import get_task
 from orca.metrics import LOSSES, Metric
 from orca.model import create_model

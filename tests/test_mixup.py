@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.training.mixup import AUTO_ALPHA, mixed_loss, mixup_alpha
 
 

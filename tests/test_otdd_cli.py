@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from flows.cli import main
+from cli.main import main
 from orca.otdd import OTDDConfig, otdd
 from orca.otdd.files import DatasetFileError, load_labelled
 
@@ -182,7 +182,7 @@ def test_loader_returns_checked_arrays(tmp_path):
 def test_otdd_command_loads_neither_prefect_nor_mlflow(files):
     source, target, _ = files
     code = (
-        "import sys; from flows.cli import main; "
+        "import sys; from cli.main import main; "
         f"code = main(['otdd', {str(source)!r}, {str(target)!r}, '--inner', 'gaussian']); "
         "loaded = [m for m in ('prefect', 'mlflow', 'transformers') if m in sys.modules]; "
         "print(code, loaded)"
@@ -216,7 +216,7 @@ def test_non_finite_values_are_found_in_any_block(tmp_path, monkeypatch):
     ],
 )
 def test_outer_choices_resolve_to_the_library_settings(outer, maxsamples, largest, expected):
-    from flows.cli_otdd import otdd_outer
+    from cli.otdd import otdd_outer
 
     assert otdd_outer(outer, maxsamples, largest) == expected
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from mlflow import MlflowClient
 
-from orca.pipeline_config import PipelineConfig
-from orca.state import StateDir
+from orca.config.pipeline import PipelineConfig
+from runtime.state import StateDir
 from tasks import stages
 from tasks.caching import stage_dir, stage_key
 

@@ -1,4 +1,4 @@
-"""The command's shared Prefect API (flows/prefect_api.py) in its default `background` mode:
+"""The command's shared Prefect API (runtime/prefect_api.py) in its default `background` mode:
 a helper process boots the server, and nothing outlives the command, even when killed."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import state_env
 
-from flows import prefect_api
+from runtime import prefect_api
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def _start_script(state: Path, script: str) -> subprocess.Popen[str]:
 def test_command_runs_on_the_helper_server_and_leaves_nothing_behind(tmp_path):
     state = tmp_path / "state"
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "ingest", "digits", "--json"],
+        [sys.executable, "-m", "cli.main", "ingest", "digits", "--json"],
         env=_background_env(state),
         cwd=ROOT,
         capture_output=True,
@@ -94,8 +94,8 @@ def test_command_runs_on_the_helper_server_and_leaves_nothing_behind(tmp_path):
 def test_killed_command_takes_its_server_down(tmp_path):
     state = tmp_path / "state"
     script = (
-        "from orca.state import activate; activate()\n"
-        "from flows import prefect_api\n"
+        "from runtime.state import activate; activate()\n"
+        "from runtime import prefect_api\n"
         "prefect_api.boot()\n"
         "with prefect_api.shared_prefect_api() as url:\n"
         "    print(url, flush=True)\n"
@@ -121,8 +121,8 @@ def test_command_that_dies_while_the_server_boots_leaves_nothing_behind(tmp_path
     state = tmp_path / "state"
     script = (
         "import os, time\n"
-        "from orca.state import StateDir, activate; activate()\n"
-        "from flows import prefect_api\n"
+        "from runtime.state import StateDir, activate; activate()\n"
+        "from runtime import prefect_api\n"
         "prefect_api.boot()\n"
         "log = StateDir.from_env().prefect_home / 'server.log'\n"
         "while not log.exists(): time.sleep(0.01)  # the helper has been started\n"
@@ -141,8 +141,8 @@ def test_command_that_dies_while_the_server_boots_leaves_nothing_behind(tmp_path
 def test_server_goes_down_with_a_killed_helper(tmp_path):
     state = tmp_path / "state"
     script = (
-        "from orca.state import activate; activate()\n"
-        "from flows.state_server import Connection\n"
+        "from runtime.state import activate; activate()\n"
+        "from runtime.state_server import Connection\n"
         "print(Connection.wait(), flush=True)\n"
         "import time; time.sleep(600)\n"
     )
@@ -168,7 +168,7 @@ def test_unknown_api_mode_names_the_variable_and_the_choices(monkeypatch):
 
 
 def test_a_new_state_starts_from_the_migrated_template(tmp_path, monkeypatch):
-    from flows import prefect_db
+    from runtime import prefect_db
 
     template = prefect_db.make_template()  # made by `make bootstrap`, else here
     with sqlite3.connect(template) as db:
@@ -194,8 +194,8 @@ def test_a_new_state_starts_from_the_migrated_template(tmp_path, monkeypatch):
 def test_a_new_state_starts_from_the_mlflow_template(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from flows import mlflow_db
-    from orca.state import StateDir
+    from runtime import mlflow_db
+    from runtime.state import StateDir
 
     template = mlflow_db.make_template()  # made by `make bootstrap`, else here
     with closing(sqlite3.connect(template)) as db:
@@ -241,7 +241,7 @@ def test_heartbeats_are_off_unless_the_user_set_their_frequency(monkeypatch):
 
 @pytest.mark.parametrize("immediate", [True, False])
 def test_state_server_transactions_take_the_write_lock_when_they_begin(tmp_path, immediate):
-    """The state server's database transactions begin IMMEDIATE (flows/prefect_db.py): one
+    """The state server's database transactions begin IMMEDIATE (runtime/prefect_db.py): one
     that has begun holds SQLite's write lock, so another writer waits for it instead of
     failing later. Prefect's own configuration (the contrast) begins them DEFERRED."""
     import asyncio
@@ -249,7 +249,7 @@ def test_state_server_transactions_take_the_write_lock_when_they_begin(tmp_path,
     import sqlalchemy as sa
     from prefect.server.database.configurations import AioSqliteConfiguration
 
-    from flows import prefect_db
+    from runtime import prefect_db
 
     path = tmp_path / "prefect.db"
     url = f"{prefect_db.SQLITE_URL_PREFIX}{path}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from flows.cli_progress import ProgressBar, progress_bar, render
+from cli.progress import ProgressBar, progress_bar, render
 from tasks.progress import ProgressEvent, StageProgress, listening, stage_ended
 
 STAGES = ("ingest", "proxy", "align", "refine", "evaluate")
@@ -100,7 +100,7 @@ def test_align_and_refine_progress_artifacts_reach_100(prefect_harness, tiny_ber
     )
 
     from flows.pipeline import pipeline
-    from orca.pipeline_config import PipelineConfig
+    from orca.config.pipeline import PipelineConfig
 
     overrides = {
         "proxy": {"max_examples": 60, "max_tokens": 16},

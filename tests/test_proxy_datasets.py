@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from orca.config import ProxyConfig
+from orca.config.pipeline import PipelineConfig
+from orca.config.stages import ProxyConfig
 from orca.model.bodies import load_body
-from orca.pipeline_config import PipelineConfig
 from orca.proxy.datasets import resolve_proxy_name
 from orca.proxy.text import load_text_proxy
 from orca.proxy.vision import load_vision_proxy, prepare_images, vision_proxy_features

@@ -1,8 +1,8 @@
 import pytest
 
-from orca.config import AlignConfig, ProxyConfig, RefineConfig
-from orca.configbase import flatten
-from orca.pipeline_config import PipelineConfig
+from orca.config.base import flatten
+from orca.config.pipeline import PipelineConfig
+from orca.config.stages import AlignConfig, ProxyConfig, RefineConfig
 from orca.registry import Registry, UnknownNameError
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from orca.checkpoint import CheckpointError, save_state
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.arrow_io import write_split
 from orca.data.tasks import TaskSpec, get_task
 from orca.metrics import LOSSES, METRICS

@@ -12,8 +12,8 @@ import re
 import pytest
 from conftest import set_args
 
-from flows.cli import main
-from orca.pipeline_config import PipelineConfig
+from cli.main import main
+from orca.config.pipeline import PipelineConfig
 from tasks.faults import FAIL_STAGE_ENV_VAR, fail_if_injected
 
 TINY = {

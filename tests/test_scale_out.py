@@ -15,10 +15,10 @@ import torch
 from conftest import cached_stage_flow
 from mlflow import MlflowClient
 
-from flows.cli import main
-from flows.runners import RunnerOptions, TaskRunnerSpec
+from cli.main import main
 from orca.manifest import MANIFEST_NAME
-from orca.state import check_result_storage
+from runtime.runners import RunnerOptions, TaskRunnerSpec
+from runtime.state import check_result_storage
 from tasks.storage import block_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_bench_on_a_local_dask_cluster(prefect_harness, tiny_bert_dir, state_roo
 def test_workers_of_an_existing_cluster_get_the_flows_environment(state_root):
     from distributed import Client, LocalCluster
 
-    from flows.runners import open_task_runner
+    from runtime.runners import open_task_runner
 
     elsewhere = {"ORCA_HOME": "/nowhere", "MLFLOW_TRACKING_URI": "sqlite:////nowhere.db"}
     cluster = LocalCluster(n_workers=1, processes=True, dashboard_address=None, env=elsewhere)
@@ -114,9 +114,9 @@ def test_cache_records_at_a_file_url_are_read_back_as_cached(prefect_harness, tm
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
     env.update(ORCA_HOME=str(tmp_path / "state"), PREFECT_API_URL=PREFECT_API_URL.value())
     script = (
-        "import json, sys; from orca.state import activate; activate(None, sys.argv[1]); "
+        "import json, sys; from runtime.state import activate; activate(None, sys.argv[1]); "
         "from flows.stage_flows import ingest_stage; "
-        "from orca.pipeline_config import PipelineConfig; "
+        "from orca.config.pipeline import PipelineConfig; "
         "out = ingest_stage(PipelineConfig.for_task(None, task_file=sys.argv[2])); "
         "print(json.dumps(out['states']))"
     )
@@ -182,7 +182,7 @@ def _refine_inputs(tmp_path: Path, bert_dir: Path) -> tuple[dict, dict]:
 
 def test_refine_on_two_processes_with_gloo(tiny_bert_dir, tmp_path):
     from orca.checkpoint import load_state
-    from orca.config import RefineConfig
+    from orca.config.stages import RefineConfig
     from orca.stages.refine import checkpoints_for, refine
 
     dataset, embedder = _refine_inputs(tmp_path, tiny_bert_dir)
@@ -223,7 +223,7 @@ def test_each_rank_trains_on_the_share_distributed_sampler_gives_it(samples, wor
 
 
 def test_refine_processes_is_validated():
-    from orca.config import RefineConfig
+    from orca.config.stages import RefineConfig
 
     with pytest.raises(ValueError, match=r"refine.processes=0 is out of range; expected >= 1"):
         RefineConfig(processes=0)

@@ -112,7 +112,7 @@ def test_the_source_never_unpickles_without_restriction():
 def test_the_shared_prefect_server_listens_on_localhost_only():
     from prefect.server.api.server import SubprocessASGIServer
 
-    from flows.prefect_api import shared_prefect_api
+    from runtime.prefect_api import shared_prefect_api
 
     with shared_prefect_api() as url:
         assert url.startswith("http://127.0.0.1:"), url
@@ -125,8 +125,8 @@ def test_tokens_in_the_environment_reach_neither_mlflow_nor_the_logs(
     import mlflow
 
     from flows.pipeline import pipeline
-    from flows.prefect_api import shared_prefect_api
-    from orca.pipeline_config import PipelineConfig
+    from orca.config.pipeline import PipelineConfig
+    from runtime.prefect_api import shared_prefect_api
 
     for name in ("HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.setenv(name, SECRET)

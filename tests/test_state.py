@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
-from orca.state import StateDir
+from runtime.state import StateDir
 
 PROBE = """
-from orca.state import activate
+from runtime.state import activate
 activate()
 import mlflow, prefect
 from prefect.settings import get_current_settings

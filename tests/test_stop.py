@@ -110,7 +110,7 @@ def test_training_in_a_worker_thread_stops_on_the_process_request(tiny_bert_dir,
 def _align(bert_dir, checkpoint_dir, on_epoch=None):
     from test_training import _toy_task_data
 
-    from orca.config import AlignConfig
+    from orca.config.stages import AlignConfig
     from orca.data.tasks import get_task
     from orca.model import create_model
     from orca.training.align import train_embedder
@@ -190,7 +190,7 @@ def test_a_stopped_benchmark_run_is_reported_as_an_ordinary_failure(monkeypatch)
     import pickle
 
     import flows.pipeline
-    from flows.benchmark import run_pipeline
+    from flows.sweep import run_pipeline
 
     stop = StopRequested(signal.SIGTERM, "in refine epoch 2, after batch 1", "/ckpt")
     copy = pickle.loads(pickle.dumps(stop))

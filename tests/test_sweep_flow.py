@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from orca.benchmark_config import BenchmarkConfig
+from orca.config.sweep import BenchmarkConfig
 from orca.registry import UnknownNameError
 
 TINY = {
@@ -39,8 +39,8 @@ def test_runs_are_task_major_and_cover_every_method_and_seed():
 def test_benchmark_then_compare(prefect_harness, tiny_bert_dir, tmp_path):
     from prefect.artifacts import Artifact
 
-    from flows.benchmark import benchmark
     from flows.compare import compare
+    from flows.sweep import benchmark
 
     config = BenchmarkConfig(
         tasks=("gunpoint",),
@@ -78,7 +78,7 @@ def test_benchmark_then_compare(prefect_harness, tiny_bert_dir, tmp_path):
 
 def test_ablations_flow_writes_its_three_sections(prefect_harness, tiny_bert_dir, tmp_path):
     from flows.ablations import ablations
-    from orca.ablation_config import AblationConfig
+    from orca.config.ablation import AblationConfig
 
     config = AblationConfig(
         task="gunpoint",
@@ -106,8 +106,8 @@ def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_be
     import os
     import shutil
 
-    from flows.benchmark import benchmark
     from flows.compare import compare
+    from flows.sweep import benchmark
 
     config = BenchmarkConfig(
         tasks=("covid3month",),

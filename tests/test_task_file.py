@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from orca.config.pipeline import PipelineConfig
 from orca.data.arrow_io import read_split, write_split
 from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task
-from orca.pipeline_config import PipelineConfig
 from orca.registry import UnknownNameError
 from orca.stages.ingest import ingest
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from orca.config import AlignConfig, RefineConfig
+from orca.config.stages import AlignConfig, RefineConfig
 from orca.data.tasks import get_task
 from orca.metrics import LOSSES, METRICS
 from orca.model import create_model

@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.cli import build_parser, main
-from flows.cli_ui import UIOptions, check_port_free
+from cli.main import build_parser, main
+from cli.ui import UIOptions, check_port_free
 
 CHROMIUM = Path(os.environ.get("ORCA_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
@@ -49,7 +49,7 @@ TINY = [
 # One process for both commands: the comparison reuses the benchmark's temporary server.
 BENCH_THEN_COMPARE = (
     "import json, sys\n"
-    "from flows.cli import main\n"
+    "from cli.main import main\n"
     "for argv in json.loads(sys.argv[1]):\n"
     "    assert main(argv) == 0, argv\n"
 )
@@ -79,7 +79,7 @@ def no_servers(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("orca ui must fail before starting any server")
 
-    monkeypatch.setattr("flows.cli_ui.ChildServer.start", refuse)
+    monkeypatch.setattr("cli.ui.ChildServer.start", refuse)
 
 
 @pytest.mark.parametrize("busy_flag", ["--prefect-port", "--mlflow-port"])
@@ -174,7 +174,7 @@ class UIProcess:
 
     def __init__(self, state: Path, workdir: Path, prefect_port: int, mlflow_port: int):
         command = [
-            sys.executable, "-m", "flows.cli", "ui",
+            sys.executable, "-m", "cli.main", "ui",
             "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port), "--json",
         ]  # fmt: skip
         self.stderr_path = workdir / "orca-ui.stderr"

@@ -12,8 +12,8 @@ from pathlib import Path
 from mlflow import MlflowClient
 from test_task_file import write_task
 
-from flows.cli import main
-from orca.pipeline_config import PipelineConfig
+from cli.main import main
+from orca.config.pipeline import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

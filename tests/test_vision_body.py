@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.tasks import TaskSpec
 from orca.metrics import LOSSES, METRICS
 from orca.model import create_model

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orca.configbase import Config, check_number
+from orca.config.base import Config, check_number
+from orca.config.pipeline import PipelineConfig
 from orca.data.tasks import get_task
 from orca.methods import METHODS
-from orca.pipeline_config import PipelineConfig
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orca.config import AlignConfig, ProxyConfig, RefineConfig
-from orca.configbase import Config, check_number
+from orca.config.base import Config, check_number
+from orca.config.stages import AlignConfig, ProxyConfig, RefineConfig
 from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task, task_names
 from orca.methods import METHODS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from orca.configbase import Config, check_choice, check_number
+from orca.config.base import Config, check_choice, check_number
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("linear", "cosine", "constant")

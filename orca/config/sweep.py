@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from orca.configbase import Config, check_number
+from orca.config.base import Config, check_number
+from orca.config.pipeline import PipelineConfig
 from orca.methods import METHODS
-from orca.pipeline_config import PipelineConfig
 from orca.suites import SUITES
 
 # The paper's comparison: ORCA, its alignment-metric variants, and the baselines; then the

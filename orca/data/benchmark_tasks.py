@@ -26,7 +26,7 @@ Where the paper's loss or metric is not expressible with orca.metrics:
 
 from __future__ import annotations
 
-from orca.config import AlignConfig, RefineConfig
+from orca.config.stages import AlignConfig, RefineConfig
 from orca.data.benchmarks import nb360, nb360_audio, nb360_dense, openml_cc18, pdebench
 from orca.data.tasks import TaskSpec, register_task
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from orca.config import AlignConfig
+from orca.config.stages import AlignConfig
 from orca.data.pde import burgers, darcy
 from orca.data.tasks import RawTask, TaskSpec, register_task
 from orca.data.ucr import DEMO_REFINE

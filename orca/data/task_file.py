@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from orca.config import AlignConfig, RefineConfig
-from orca.configbase import Config, check_choice, check_number
+from orca.config.base import Config, check_choice, check_number
+from orca.config.stages import AlignConfig, RefineConfig
 from orca.data.tasks import MODALITIES, OUTPUT_KINDS, TASKS, RawTask, TaskSpec, task_names
 from orca.fingerprint import fingerprint_file, fingerprint_json
 from orca.registry import Registry

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from orca.config import AlignConfig, RefineConfig
-from orca.configbase import check_choice, check_number
+from orca.config.base import check_choice, check_number
+from orca.config.stages import AlignConfig, RefineConfig
 from orca.metrics import LOSSES, METRICS
 from orca.registry import Registry
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from orca.config import AlignConfig, RefineConfig
+from orca.config.stages import AlignConfig, RefineConfig
 from orca.data.tasks import RawTask, TaskSpec, register_task
 
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from orca.configbase import Config, check_choice, check_number
+from orca.config.base import Config, check_choice, check_number
 from orca.otdd import outer
 from orca.otdd.costs import (
     Centred,

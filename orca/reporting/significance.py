@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest
 
-from orca.configbase import Config, check_number
+from orca.config.base import Config, check_number
 
 EXACT_MAX_PAIRS = 16  # 2^16 sign patterns: enumerated in well under a second
 

@@ -12,7 +12,7 @@ import torch
 from orca.alignment.pseudo_labels import kmeans_pseudo_labels
 from orca.atomic import atomic_directory
 from orca.checkpoint import checkpoints_for, save_state
-from orca.config import AlignConfig
+from orca.config.stages import AlignConfig
 from orca.data.arrow_io import read_split
 from orca.data.tasks import get_task
 from orca.fingerprint import fingerprint_file

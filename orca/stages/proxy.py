@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from orca.atomic import atomic_directory
-from orca.config import ProxyConfig
+from orca.config.stages import ProxyConfig
 from orca.data.arrow_io import write_split
 from orca.model.bodies import load_body
 from orca.proxy.datasets import resolve_proxy_name

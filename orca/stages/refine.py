@@ -11,7 +11,7 @@ import torch
 
 from orca.atomic import atomic_directory
 from orca.checkpoint import checkpoints_for, load_into, save_state
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.arrow_io import read_split
 from orca.data.tasks import get_task
 from orca.fingerprint import fingerprint_arrays, fingerprint_file

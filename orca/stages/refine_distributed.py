@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from orca.atomic import atomic_path
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task
 from orca.training.finetune import EpochRecord

@@ -23,7 +23,7 @@ import torch
 
 from orca import stopping
 from orca.alignment.metrics import create_alignment_metric
-from orca.config import AlignConfig
+from orca.config.stages import AlignConfig
 from orca.registry import Registry
 from orca.training.align_state import AlignCheckpoint
 from orca.training.optim import create_optimizer

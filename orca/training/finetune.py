@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from orca import stopping
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.metrics import Metric
 from orca.training.mixup import mixed_loss, mixup_alpha
 from orca.training.optim import create_optimizer, parameter_groups, warmup_then_decay

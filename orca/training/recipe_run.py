@@ -13,7 +13,7 @@ import torch
 from orca import stopping
 from orca.atomic import atomic_path
 from orca.checkpoint import CheckpointError
-from orca.config import RefineConfig
+from orca.config.stages import RefineConfig
 from orca.metrics import Metric
 from orca.training.finetune import FineTuneResult, fine_tune
 from orca.training.probe_warm_start import ProbeWarmStart, warm_start_predictor
