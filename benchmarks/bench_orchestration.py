@@ -1,6 +1,6 @@
 """Orchestration overhead of the benchmark flow (Prefect + MLflow) against direct calls.
 
-Both sides make the same runs (a BenchmarkConfig: tasks x methods x seeds) from an empty
+Both sides make the same runs (a SweepConfig: tasks x methods x seeds) from an empty
 state directory, in fresh subprocesses with the same torch thread count:
 
 - "direct" calls the orca.stages functions in a plain loop: ingest once per task, proxy
@@ -50,10 +50,10 @@ def direct(config_json: str, out_root: str) -> dict:
     from runtime.state import activate
 
     activate(Path(out_root) / "state")
-    from orca.config.sweep import BenchmarkConfig
+    from orca.config.sweep import SweepConfig
     from orca.stages import align, evaluate, ingest, proxy, refine
 
-    config = BenchmarkConfig(**json.loads(config_json))
+    config = SweepConfig(**json.loads(config_json))
     root = Path(out_root)
     datasets: dict[tuple, dict] = {}
     proxies: dict[tuple, dict] = {}
@@ -135,7 +135,7 @@ def flow_breakdown(prefect_db: Path, started: float, ended: float) -> dict[str, 
     with sqlite3.connect(prefect_db) as db:
         flow_runs = db.execute(
             "SELECT flow_run.start_time, flow_run.end_time FROM flow_run JOIN flow "
-            "ON flow.id = flow_run.flow_id WHERE flow.name = 'orca-benchmark'"
+            "ON flow.id = flow_run.flow_id WHERE flow.name = 'orca-sweep'"
         ).fetchall()
         tasks = db.execute("SELECT name, start_time, end_time FROM task_run").fetchall()
     (flow_start, flow_end), *_ = flow_runs

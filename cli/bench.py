@@ -137,10 +137,10 @@ def add_parsers(commands, add_overrides) -> None:
     demo.add_argument("--json", action="store_true")
 
 
-def benchmark_config(args: argparse.Namespace, overrides: dict[str, Any]):
-    from orca.config.sweep import DEFAULT_METHODS, BenchmarkConfig
+def sweep_config(args: argparse.Namespace, overrides: dict[str, Any]):
+    from orca.config.sweep import DEFAULT_METHODS, SweepConfig
 
-    return BenchmarkConfig(
+    return SweepConfig(
         suite=args.suite,
         tasks=tuple(args.tasks),
         task_files=tuple(args.task_files),
@@ -156,7 +156,7 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
     """The benchmark flow on the task runner `runner` names (runtime/runners.py)."""
     import torch
 
-    from flows.sweep import benchmark
+    from flows.sweep import sweep
     from runtime.prefect_api import shared_prefect_api
     from runtime.runners import open_task_runner
 
@@ -165,12 +165,12 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
     # A stop (SIGTERM, SIGINT) in this process reaches the runs in worker processes too.
     stop_file = StateDir.from_env().root / "stops" / f"bench-{os.getpid()}-{uuid.uuid4().hex}"
     with shared_stop_file(stop_file), shared_prefect_api(), open_task_runner(runner) as runs:
-        state = benchmark.with_options(task_runner=runs)(config, return_state=True)
+        state = sweep.with_options(task_runner=runs)(config, return_state=True)
     out = state.result(raise_on_failure=False)
     if isinstance(out, BaseException):  # the flow itself failed, not some of its runs
         raise out
     summary = {
-        "benchmark_run_id": out["benchmark_run_id"],
+        "sweep_run_id": out["sweep_run_id"],
         "runs": len(out["results"]),
         "failures": out["failures"],
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -184,7 +184,7 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
         print(json.dumps(summary))
     else:
         print(
-            f"benchmark {summary['benchmark_run_id']}: {summary['runs']} runs, "
+            f"benchmark {summary['sweep_run_id']}: {summary['runs']} runs, "
             f"{len(summary['failures'])} failed, {summary['wall_seconds']} s"
         )
         for failure in summary["failures"]:
@@ -192,20 +192,20 @@ def run_bench(config, runner: RunnerOptions, as_json: bool) -> dict[str, Any]:
     return summary
 
 
-def benchmark_to_compare(args: argparse.Namespace) -> str:
+def sweep_to_compare(args: argparse.Namespace) -> str:
     """The benchmark run `orca compare` reports on (the latest by default), checked before
     the compare flow starts: no benchmark run yet, or one with no finished runs, is a
     user error (one line, exit status 2), not a failed flow with a traceback."""
     from orca.errors import NoResultsError
     from tasks import sweep_tracking
 
-    run_id = args.benchmark_run or sweep_tracking.latest_benchmark_run_id()
-    if not sweep_tracking.benchmark_results.fn(run_id):
+    run_id = args.benchmark_run or sweep_tracking.latest_sweep_run_id()
+    if not sweep_tracking.sweep_results.fn(run_id):
         raise NoResultsError(f"benchmark run {run_id} has no finished pipeline runs")
     return run_id
 
 
-COMPARE_JSON_KEYS = ("benchmark_run_id", "rows", "report", "champions")
+COMPARE_JSON_KEYS = ("sweep_run_id", "rows", "report", "champions")
 
 
 def run_compare(
@@ -236,7 +236,7 @@ def run_demo(args: argparse.Namespace, config) -> dict[str, Any]:
 
     started = time.perf_counter()
     bench = run_bench(config, runner_options(args), as_json=False)
-    out = run_compare(bench["benchmark_run_id"], args.reports_dir, args.json, quiet=True)
+    out = run_compare(bench["sweep_run_id"], args.reports_dir, args.json, quiet=True)
     wall = time.perf_counter() - started
     methods = " ".join(config.methods)
     context = {

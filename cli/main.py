@@ -271,7 +271,7 @@ def _runs_failed(result: dict[str, Any]) -> int:
 
 def _bench_config(args: argparse.Namespace):
     cli_bench.check_parallelism(args)
-    return cli_bench.benchmark_config(args, parse_overrides(args.overrides))
+    return cli_bench.sweep_config(args, parse_overrides(args.overrides))
 
 
 def _ablation_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -286,11 +286,11 @@ def _ablation_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def _demo_config(args: argparse.Namespace):
-    from orca.config.sweep import BenchmarkConfig
+    from orca.config.sweep import SweepConfig
 
     cli_bench.check_parallelism(args)
     methods = tuple(args.methods or cli_bench.DEMO_METHODS)
-    return BenchmarkConfig(suite=cli_bench.DEMO_SUITE, methods=methods, seeds=args.seeds)
+    return SweepConfig(suite=cli_bench.DEMO_SUITE, methods=methods, seeds=args.seeds)
 
 
 # MLflow's SQL store module takes about 0.5 s to import: imported while the API boots, it
@@ -319,7 +319,7 @@ COMMANDS = {
         status=_runs_failed,
     ),
     "compare": Command(
-        cli_bench.benchmark_to_compare,
+        cli_bench.sweep_to_compare,
         lambda args, run_id: cli_bench.run_compare(run_id, args.reports_dir, args.json),
         uses_prefect=True,
         preload=("flows.compare", *TRACKING_PRELOAD),

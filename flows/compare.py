@@ -33,25 +33,25 @@ def report(runs: list[dict[str, Any]], reports_dir: str, context: dict[str, Any]
 
 
 @flow(name="orca-compare", validate_parameters=True)
-def compare(benchmark_run_id: str | None = None, reports_dir: str = "reports") -> dict[str, Any]:
+def compare(sweep_run_id: str | None = None, reports_dir: str = "reports") -> dict[str, Any]:
     """Assemble the comparison of one benchmark run (default: the latest)."""
-    benchmark_run_id = benchmark_run_id or sweep_tracking.latest_benchmark_run_id()
-    runs = sweep_tracking.benchmark_results(benchmark_run_id)
+    sweep_run_id = sweep_run_id or sweep_tracking.latest_sweep_run_id()
+    runs = sweep_tracking.sweep_results(sweep_run_id)
     if not runs:
-        raise NoResultsError(f"benchmark run {benchmark_run_id} has no finished pipeline runs")
+        raise NoResultsError(f"benchmark run {sweep_run_id} has no finished pipeline runs")
     context = {
-        "benchmark run": benchmark_run_id,
+        "benchmark run": sweep_run_id,
         "runs": len(runs),
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     written = report(runs, reports_dir, context)
     sweep_tracking.log_report(
-        benchmark_run_id, [str(written.markdown), str(written.csv), str(written.profile)]
+        sweep_run_id, [str(written.markdown), str(written.csv), str(written.profile)]
     )
     champions = sweep_tracking.crown_champions(runs)
     return {
-        "benchmark_run_id": benchmark_run_id,
+        "sweep_run_id": sweep_run_id,
         "rows": written.rows,
         "report": str(written.markdown),
         "table": written.table_markdown,

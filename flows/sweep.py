@@ -2,7 +2,7 @@
 
 Ingest and proxy features are shared between runs through the stage cache. Runs are
 submitted to the flow's task runner: one at a time by default (one CPU's worth of work);
-`benchmark.with_options(task_runner=...)` runs them on a thread pool, Dask or Ray instead.
+`sweep.with_options(task_runner=...)` runs them on a thread pool, Dask or Ray instead.
 A failed run is recorded and the others go on; the flow run then ends Failed (so that a
 scheduled refresh with failed runs looks failed to Prefect's automations), its state
 carrying the same results and failures as a completed one returns: call it with
@@ -28,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from orca import stopping
 from orca.config.pipeline import PipelineConfig
-from orca.config.sweep import BenchmarkConfig
+from orca.config.sweep import SweepConfig
 from orca.manifest import manifest_problem
 from runtime.prefect_api import heartbeats_off
 from tasks import storage, sweep_tracking
@@ -74,11 +74,11 @@ def _label(config: PipelineConfig) -> str:
 
 
 @flow(
-    name="orca-benchmark",
+    name="orca-sweep",
     validate_parameters=True,
     task_runner=ThreadPoolTaskRunner(max_workers=1),
 )
-def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
+def sweep(config: SweepConfig) -> dict[str, Any] | State:
     """Run every task x method x seed of `config`; return the results and the failures
     (as the data of a Failed state when any run failed)."""
     storage.ensure_result_storage()  # the cache records' storage, where it is a URL
@@ -87,7 +87,7 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
         "benchmark",
         config.label,
         str(runtime.flow_run.id),
-        sweep_tracking.benchmark_params(config, len(runs)),
+        sweep_tracking.sweep_params(config, len(runs)),
     )
     results, failures = [], []
     # The runs' settings, which the task runner hands on to them: their nested flow runs
@@ -112,7 +112,7 @@ def benchmark(config: BenchmarkConfig) -> dict[str, Any] | State:
                 continue
             results.append(result)
     sweep_tracking.finish_parent_run(parent, len(results), failures)
-    out = {"benchmark_run_id": parent, "results": results, "failures": failures}
+    out = {"sweep_run_id": parent, "results": results, "failures": failures}
     if failures:
         message = f"{len(failures)} of {len(runs)} runs failed; the first: {failures[0]}"
         return Failed(message=message, data=out)

@@ -19,8 +19,8 @@ import time
 
 from orca import stopping
 from orca.atomic import atomic_path
+from orca.stages.order import check_stage
 
-STAGES = ("ingest", "proxy", "align", "refine", "evaluate", "classical")
 FAIL_STAGE_ENV_VAR = "ORCA_FAIL_STAGE"
 HOLD_STAGE_ENV_VAR = "ORCA_HOLD_STAGE"
 HOLD_FILE_ENV_VAR = "ORCA_HOLD_FILE"
@@ -28,8 +28,7 @@ HOLD_LIMIT_SECONDS = 600.0
 
 
 def _check_stage(variable: str, stage: str) -> None:
-    if stage not in STAGES:
-        raise ValueError(f"{variable}={stage!r} is not a stage; valid: {', '.join(STAGES)}")
+    check_stage(stage, field=f"${variable}")
 
 
 def fail_if_injected(stage: str) -> None:

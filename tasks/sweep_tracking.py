@@ -17,7 +17,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from prefect import task
 
-from orca.config.sweep import BenchmarkConfig
+from orca.config.sweep import SweepConfig
 from orca.errors import NoResultsError
 from tasks.logs import run_logger
 from tasks.tracking import EXPERIMENT, NO_CACHE, experiment_id, registered_model_name
@@ -42,7 +42,7 @@ def start_parent_run(kind: str, label: str, flow_run_id: str, params: dict[str, 
     return run.info.run_id
 
 
-def benchmark_params(config: BenchmarkConfig, runs: int) -> dict[str, Any]:
+def sweep_params(config: SweepConfig, runs: int) -> dict[str, Any]:
     return {
         "suite": config.label,
         "methods": ",".join(config.methods),
@@ -100,7 +100,7 @@ def copy_child_run(source_run_id: str, parent_run_id: str) -> str | None:
     return run_id
 
 
-def latest_benchmark_run_id() -> str:
+def latest_sweep_run_id() -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     found = (
@@ -119,13 +119,13 @@ def latest_benchmark_run_id() -> str:
 
 
 @task(name="read-benchmark-results", **NO_CACHE)
-def benchmark_results(benchmark_run_id: str) -> list[dict[str, Any]]:
+def sweep_results(sweep_run_id: str) -> list[dict[str, Any]]:
     """Every finished child run of a benchmark, as rows for orca.reporting."""
     client = MlflowClient()
     runs = client.search_runs(
         [experiment_id(client)],
         filter_string=(
-            f"tags.`orca.benchmark_run` = '{benchmark_run_id}' and attributes.status = 'FINISHED'"
+            f"tags.`orca.benchmark_run` = '{sweep_run_id}' and attributes.status = 'FINISHED'"
         ),
         max_results=50000,
     )
@@ -193,7 +193,7 @@ def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @task(name="log-report", **NO_CACHE)
-def log_report(benchmark_run_id: str, paths: list[str]) -> None:
+def log_report(sweep_run_id: str, paths: list[str]) -> None:
     client = MlflowClient()
     for path in paths:
-        client.log_artifact(benchmark_run_id, path, artifact_path="report")
+        client.log_artifact(sweep_run_id, path, artifact_path="report")

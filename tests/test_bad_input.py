@@ -288,10 +288,10 @@ FLOW_CASES = [
         id="flow-stage-refresh-not-a-bool",
     ),
     pytest.param(
-        "benchmark",
+        "sweep",
         {"config": {"tasks": ["gunpoint"], "overrides": {"refine": {"lr": "fast"}}}},
         r"config: .*refine\.lr='fast' must be a number",
-        id="flow-benchmark-override-wrong-type",
+        id="flow-sweep-override-wrong-type",
     ),
     pytest.param(
         "ablations",
@@ -306,12 +306,12 @@ def _flow(name: str):
     from flows.ablations import ablations
     from flows.pipeline import pipeline
     from flows.stage_flows import ingest_stage
-    from flows.sweep import benchmark
+    from flows.sweep import sweep
 
     return {
         "pipeline": pipeline,
         "ingest_stage": ingest_stage,
-        "benchmark": benchmark,
+        "sweep": sweep,
         "ablations": ablations,
     }[name]
 

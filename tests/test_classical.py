@@ -351,10 +351,10 @@ def test_bench_and_compare_put_classical_methods_in_the_report(
     prefect_harness, tiny_bert_dir, tmp_path
 ):
     from flows.compare import compare
-    from flows.sweep import benchmark
-    from orca.config.sweep import BenchmarkConfig
+    from flows.sweep import sweep
+    from orca.config.sweep import SweepConfig
 
-    config = BenchmarkConfig(
+    config = SweepConfig(
         tasks=("gunpoint",),
         methods=("no-align", "knn", "forest"),
         seeds=1,
@@ -365,10 +365,10 @@ def test_bench_and_compare_put_classical_methods_in_the_report(
             "refine": {"epochs": 1, "batch_size": 16},
         },
     )
-    out = benchmark(config)
+    out = sweep(config)
     assert out["failures"] == []
     assert {r["method"] for r in out["results"]} == {"no-align", "knn", "forest"}
-    result = compare(out["benchmark_run_id"], reports_dir=str(tmp_path))
+    result = compare(out["sweep_run_id"], reports_dir=str(tmp_path))
     rows = {r["method"]: r for r in result["rows"]}
     assert set(rows) == {"no-align", "knn", "forest"}
     markdown = (tmp_path / "comparison.md").read_text()
@@ -376,7 +376,7 @@ def test_bench_and_compare_put_classical_methods_in_the_report(
     # The champion is the fine-tuned model, whatever the classical methods scored.
     assert result["champions"]["gunpoint"].startswith("orca-gunpoint/")
 
-    again = benchmark(config)  # every run reused whole from the run cache
+    again = sweep(config)  # every run reused whole from the run cache
     assert all("reused_from" in r for r in again["results"])
 
 

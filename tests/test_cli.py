@@ -80,7 +80,7 @@ def test_ingest_bench_and_compare_from_the_command_line(
     from orca.data.tasks import TASKS
 
     TASKS.unregister("cli-task")
-    assert main(["compare", "--benchmark-run", bench["benchmark_run_id"], "--reports-dir",
+    assert main(["compare", "--benchmark-run", bench["sweep_run_id"], "--reports-dir",
                  str(reports), "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     keys = {"task", "method", "metric", "mean", "std", "n_seeds", "lower_is_better"}

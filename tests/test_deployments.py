@@ -38,7 +38,7 @@ SERVER_START_TIMEOUT_S = 90
 # prefect.yaml's deployments, as "flow name/deployment name".
 EXPECTED = {
     "orca-pipeline/pipeline",
-    "orca-benchmark/weekly-refresh",
+    "orca-sweep/weekly-refresh",
     "orca-compare/compare",
     "orca-stage-ingest/ingest",
     "orca-stage-proxy/proxy",
@@ -220,16 +220,16 @@ def test_every_prefect_yaml_deployment_is_created_for_the_gpu_pool(deployed):
 
 
 def test_the_benchmark_refresh_runs_on_a_weekly_cron(deployed):
-    refresh = deployed["orca-benchmark/weekly-refresh"]
+    refresh = deployed["orca-sweep/weekly-refresh"]
     assert [(s["schedule"], s["active"]) for s in refresh["schedules"]] == [
         ({"cron": "0 3 * * 1", "timezone": "UTC", "day_or": True}, True)
     ]
     assert refresh["parameters"] == {
         "config": {"suite": "demo", "seeds": 3, "name": "weekly-refresh"}
     }
-    assert refresh["entrypoint"] == "flows/sweep.py:benchmark"
+    assert refresh["entrypoint"] == "flows/sweep.py:sweep"
     for name, deployment in deployed.items():
-        if name != "orca-benchmark/weekly-refresh":
+        if name != "orca-sweep/weekly-refresh":
             assert deployment["schedules"] == [], name
 
 

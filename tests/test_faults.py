@@ -185,7 +185,9 @@ def test_the_hold_hook_checks_its_value(monkeypatch):
     with pytest.raises(ValueError, match=r"ORCA_HOLD_STAGE='refine@last'.*epoch number"):
         hold_point()
     monkeypatch.setenv(HOLD_STAGE_ENV_VAR, "fine-tune")
-    with pytest.raises(ValueError, match=r"'fine-tune' is not a stage; valid: ingest, proxy"):
+    with pytest.raises(
+        ValueError, match=r"ORCA_HOLD_STAGE: unknown stage 'fine-tune'; valid stages: ingest, proxy"
+    ):
         hold_point()
 
 

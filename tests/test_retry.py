@@ -36,7 +36,10 @@ def test_the_fault_hook_names_its_stage(monkeypatch):
     with pytest.raises(RuntimeError, match=r"stage 'refine' failed: injected by ORCA_FAIL_STAGE"):
         fail_if_injected("refine")
     monkeypatch.setenv(FAIL_STAGE_ENV_VAR, "refin")
-    with pytest.raises(ValueError, match=r"'refin' is not a stage; valid: ingest, proxy, align"):
+    with pytest.raises(
+        ValueError,
+        match=r"ORCA_FAIL_STAGE: unknown stage 'refin'; valid stages: ingest, proxy, align",
+    ):
         fail_if_injected("ingest")
 
 

@@ -56,8 +56,8 @@ def test_bench_on_a_local_dask_cluster(prefect_harness, tiny_bert_dir, state_roo
     # The Dask workers wrote to this session's MLflow store and state directory.
     client = MlflowClient()
     children = client.search_runs(
-        [client.get_run(bench["benchmark_run_id"]).info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{bench['benchmark_run_id']}'",
+        [client.get_run(bench["sweep_run_id"]).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{bench['sweep_run_id']}'",
     )
     assert sorted(c.data.tags["orca.method"] for c in children) == ["fpt", "no-align"]
     for child in children:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from orca.config.sweep import BenchmarkConfig
+from orca.config.sweep import SweepConfig
 from orca.registry import UnknownNameError
 
 TINY = {
@@ -18,15 +18,15 @@ TINY = {
 
 def test_bad_benchmark_configs_fail_before_any_run():
     with pytest.raises(UnknownNameError, match="unknown suite 'dmeo'; valid suites: demo"):
-        BenchmarkConfig(suite="dmeo")
+        SweepConfig(suite="dmeo")
     with pytest.raises(UnknownNameError, match="methods: unknown method 'orcaa'"):
-        BenchmarkConfig(tasks=("gunpoint",), methods=("orcaa",))
+        SweepConfig(tasks=("gunpoint",), methods=("orcaa",))
     with pytest.raises(ValueError, match="needs a suite, tasks or task_files"):
-        BenchmarkConfig()
+        SweepConfig()
 
 
 def test_runs_are_task_major_and_cover_every_method_and_seed():
-    config = BenchmarkConfig(tasks=("gunpoint",), methods=("orca", "scratch"), seeds=2)
+    config = SweepConfig(tasks=("gunpoint",), methods=("orca", "scratch"), seeds=2)
     labels = [(c.task, c.seed, c.method) for c in config.runs()]
     assert labels == [
         ("gunpoint", 0, "orca"),
@@ -40,29 +40,29 @@ def test_benchmark_then_compare(prefect_harness, tiny_bert_dir, tmp_path):
     from prefect.artifacts import Artifact
 
     from flows.compare import compare
-    from flows.sweep import benchmark
+    from flows.sweep import sweep
 
-    config = BenchmarkConfig(
+    config = SweepConfig(
         tasks=("gunpoint",),
         methods=("orca", "no-align"),
         seeds=2,
         backbone=str(tiny_bert_dir),
         overrides=TINY,
     )
-    out = benchmark(config)
+    out = sweep(config)
     assert out["failures"] == [] and len(out["results"]) == 4
     # Ingest and proxy features ran once; every later run found them in the cache.
     later = [r["stages"] for r in out["results"][1:]]
     assert all(s["ingest"] == "Cached" and s["proxy"] == "Cached" for s in later)
     client = MlflowClient()
     children = client.search_runs(
-        [client.get_run(out["benchmark_run_id"]).info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{out['benchmark_run_id']}'",
+        [client.get_run(out["sweep_run_id"]).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{out['sweep_run_id']}'",
     )
     assert len(children) == 4
     assert all(r.data.tags["orca.model_path"].endswith("model.safetensors") for r in children)
 
-    result = compare(out["benchmark_run_id"], reports_dir=str(tmp_path / "reports"))
+    result = compare(out["sweep_run_id"], reports_dir=str(tmp_path / "reports"))
     rows = {(r["task"], r["method"]): r for r in result["rows"]}
     assert set(rows) == {("gunpoint", "orca"), ("gunpoint", "no-align")}
     assert all(r["n_seeds"] == 2 for r in rows.values())
@@ -72,7 +72,7 @@ def test_benchmark_then_compare(prefect_harness, tiny_bert_dir, tmp_path):
     name, version = result["champions"]["gunpoint"].split("/")
     assert str(client.get_model_version_by_alias(name, "champion").version) == version
     assert Artifact.get("orca-comparison") is not None
-    artifacts = client.list_artifacts(out["benchmark_run_id"], "report")
+    artifacts = client.list_artifacts(out["sweep_run_id"], "report")
     assert {a.path.split("/")[-1] for a in artifacts} >= {"comparison.md", "comparison.csv"}
 
 
@@ -107,19 +107,19 @@ def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_be
     import shutil
 
     from flows.compare import compare
-    from flows.sweep import benchmark
+    from flows.sweep import sweep
 
-    config = BenchmarkConfig(
+    config = SweepConfig(
         tasks=("covid3month",),
         methods=("no-align", "fpt"),
         seeds=1,
         backbone=str(tiny_bert_dir),
         overrides=TINY,
     )
-    first = benchmark(config)
+    first = sweep(config)
     assert first["failures"] == [] and not any("reused_from" in r for r in first["results"])
 
-    second = benchmark(config)
+    second = sweep(config)
     assert second["failures"] == []
     by_method = {r["method"]: r for r in second["results"]}
     for original in first["results"]:
@@ -129,13 +129,13 @@ def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_be
         assert set(reused["stages"].values()) == {"Cached"}
     client = MlflowClient()
     children = client.search_runs(
-        [client.get_run(second["benchmark_run_id"]).info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{second['benchmark_run_id']}'",
+        [client.get_run(second["sweep_run_id"]).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{second['sweep_run_id']}'",
     )
     assert sorted(c.data.tags["orca.reused_from"] for c in children) == sorted(
         r["mlflow_run_id"] for r in first["results"]
     )
-    rows = compare(second["benchmark_run_id"], reports_dir=str(tmp_path / "reports"))["rows"]
+    rows = compare(second["sweep_run_id"], reports_dir=str(tmp_path / "reports"))["rows"]
     assert {(r["method"], r["mean"]) for r in rows} == {
         (r["method"], r["value"]) for r in first["results"]
     }
@@ -144,7 +144,7 @@ def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_be
     # again (refine recomputes, the earlier stages come from the stage cache); the other
     # run is reused.
     shutil.rmtree(os.path.dirname(by_method["fpt"]["model_path"]))
-    third = benchmark(config)
+    third = sweep(config)
     by_method = {r["method"]: r for r in third["results"]}
     assert third["failures"] == [] and "reused_from" in by_method["no-align"]
     assert "reused_from" not in by_method["fpt"]

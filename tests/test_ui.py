@@ -236,7 +236,7 @@ def _compare_flow_run(prefect_url: str) -> dict:
     return runs[0]
 
 
-def _pipeline_run(mlflow_url: str, benchmark_run_id: str) -> dict:
+def _pipeline_run(mlflow_url: str, sweep_run_id: str) -> dict:
     api = f"{mlflow_url}/api/2.0/mlflow"
     experiment = httpx.get(
         f"{api}/experiments/get-by-name", params={"experiment_name": "orca"}, timeout=30
@@ -245,7 +245,7 @@ def _pipeline_run(mlflow_url: str, benchmark_run_id: str) -> dict:
         f"{api}/runs/search",
         json={
             "experiment_ids": [experiment["experiment_id"]],
-            "filter": f"tags.`orca.benchmark_run` = '{benchmark_run_id}'",
+            "filter": f"tags.`orca.benchmark_run` = '{sweep_run_id}'",
         },
         timeout=30,
     ).json()["runs"]
@@ -288,7 +288,7 @@ def _check_mlflow_ui(page, mlflow_url: str, bench_out: dict, shots: Path) -> Non
     """The pipeline's MLflow run page shows its name and its test metric with the value."""
     from playwright.sync_api import expect
 
-    run = _pipeline_run(mlflow_url, bench_out["benchmark_run_id"])
+    run = _pipeline_run(mlflow_url, bench_out["sweep_run_id"])
     info, [result] = run["info"], bench_out["results"]
     page.goto(f"{mlflow_url}/#/experiments/{info['experiment_id']}/runs/{info['run_id']}")
     expect(page.get_by_text(info["run_name"], exact=True).first).to_be_visible()

@@ -71,7 +71,7 @@ def test_a_benchmark_with_a_failed_run_exits_1_and_its_flow_run_is_failed(
     assert len(bench["failures"]) == 1 and "injected run failure" in bench["failures"][0]
     from prefect import get_client
 
-    parent = MlflowClient().get_run(bench["benchmark_run_id"])
+    parent = MlflowClient().get_run(bench["sweep_run_id"])
     flow_run_id = parent.data.tags["prefect.flow_run_id"]
     with get_client(sync_client=True) as prefect:
         state = prefect.read_flow_run(flow_run_id).state

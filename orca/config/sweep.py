@@ -26,7 +26,7 @@ DEFAULT_METHODS = (
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig(Config):
+class SweepConfig(Config):
     """Which runs a benchmark makes. `suite` names a task list in orca.suites; `tasks` and
     `task_files` add to it. `overrides` apply to every run ({"refine": {"epochs": 3}})."""
 
