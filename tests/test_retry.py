@@ -38,7 +38,7 @@ def test_the_fault_hook_names_its_stage(monkeypatch):
     monkeypatch.setenv(FAIL_STAGE_ENV_VAR, "refin")
     with pytest.raises(
         ValueError,
-        match=r"ORCA_FAIL_STAGE: unknown stage 'refin'; valid stages: ingest, proxy, align",
+        match=r"ORCA_FAIL_STAGE: unknown stage 'refin'; valid stages: ingest",
     ):
         fail_if_injected("ingest")
 
