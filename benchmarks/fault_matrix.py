@@ -118,7 +118,7 @@ def rerun(cmd, env) -> tuple[int, str, str]:
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         return done.returncode, "(failed)", last_line(done.stderr)
-    stages = json.loads(done.stdout.strip().splitlines()[-1])["stages"]
+    stages = json.loads(done.stdout.strip().splitlines()[-1])["states"]
     recomputed = [name for name, state in stages.items() if state != "Cached"]
     warnings = [line.split(" - ", 1)[-1] for line in done.stderr.splitlines() if "damaged" in line]
     return 0, ", ".join(recomputed) or "nothing", warnings[0][:120] if warnings else ""

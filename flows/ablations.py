@@ -5,47 +5,32 @@ with a section and a plot for each; runs nest under one MLflow run tagged orca.k
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from prefect import flow, runtime, task
+from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.sweep import run_pipeline
-from orca.atomic import atomic_path
+from flows.pipeline import pipeline
 from orca.config.ablation import AblationConfig
-from orca.model.bodies import BodyWeightsError, MissingWeightsError, load_body
-from orca.reporting import ablations as sections
+from orca.config.pipeline import PipelineConfig
 from tasks import storage, sweep_tracking
+from tasks.body_checks import weights_problem
+from tasks.reports import ablation_report
+from tasks.sweep_runs import run_pipeline
 
 
-@task(name="check-vision-weights", persist_result=False, cache_policy=None)
-def vision_weights_missing(backbone: str) -> str | None:
-    """Why the vision body cannot run pretrained here, or None when its weights load: none
-    to be found, or a weights file that is damaged or does not fit the architecture."""
-    try:
-        load_body(backbone)
-    except (MissingWeightsError, FileNotFoundError) as error:
-        return f"no pretrained weights for {backbone} on this machine ({error})"
-    except (BodyWeightsError, OSError) as error:
-        return f"the pretrained weights for {backbone} are corrupt or do not fit it ({error})"
-    return None
-
-
-def _results(configs, parent: str) -> list[dict[str, Any]]:
-    futures = [run_pipeline.submit(config, parent) for config in configs]
+def _results(configs: list[PipelineConfig], parent: str) -> list[dict[str, Any]]:
+    futures = [run_pipeline.submit(pipeline, config, parent) for config in configs]
     return [future.result() for future in futures]
 
 
 @flow(name="orca-ablations", validate_parameters=True, task_runner=ThreadPoolTaskRunner(1))
 def ablations(config: AblationConfig, reports_dir: str = "reports") -> dict[str, Any]:
+    """Run the three ablations' pipeline runs, then write their report."""
     storage.ensure_result_storage()  # the cache records' storage, where it is a URL
     parent = sweep_tracking.start_parent_run(
         "ablation", config.task, str(runtime.flow_run.id), config.to_dict()
     )
-    directory = Path(reports_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-
     runs = config.alignment_runs()
     convergence = [
         {
@@ -63,22 +48,11 @@ def ablations(config: AblationConfig, reports_dir: str = "reports") -> dict[str,
     ]
     modality, skipped = [], {}
     for backbone in (config.text_backbone, config.vision_backbone):
-        reason = vision_weights_missing(backbone) if backbone == config.vision_backbone else None
-        if reason:
-            skipped[backbone] = reason
+        problem = weights_problem(backbone) if backbone == config.vision_backbone else None
+        if problem:
+            skipped[backbone] = problem
             continue
         modality += _results(config.modality_runs(backbone), parent)
-    text = "\n".join(
-        [
-            "# Ablations",
-            "",
-            sections.alignment_convergence(convergence, directory),
-            sections.data_limited(limited, directory),
-            sections.body_modality(modality, skipped),
-        ]
-    )
-    path = directory / "ablations.md"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    report = ablation_report(convergence, limited, modality, skipped, reports_dir)
     sweep_tracking.finish_parent_run(parent, len(convergence) + len(limited), [])
-    return {"report": str(path), "skipped": skipped, "text": text}
+    return {**report, "skipped": skipped}

@@ -1,4 +1,4 @@
-"""The compare flow: a benchmark's results from MLflow -> the cross-benchmark comparison.
+"""The compare flow: a sweep's results from MLflow -> the cross-benchmark comparison.
 
 Writes reports/ (Markdown, CSV, performance-profile PNG), publishes a Prefect table and
 markdown artifact, logs the files to the benchmark's MLflow run, and gives each task's best
@@ -11,30 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow
 
 from orca.errors import NoResultsError
-from orca.reporting.report import write_report
 from orca.reporting.results import machine_description
 from tasks import sweep_tracking
-
-
-@task(name="write-report", persist_result=False, cache_policy=None)
-def report(runs: list[dict[str, Any]], reports_dir: str, context: dict[str, Any]):
-    written = write_report(runs, reports_dir, title="ORCA comparison", context=context)
-    create_table_artifact(
-        key="orca-comparison",
-        table=written.rows,
-        description="Mean and std of each task x method over seeds",
-    )
-    create_markdown_artifact(key="orca-comparison-report", markdown=written.markdown.read_text())
-    return written
+from tasks.reports import comparison_report
 
 
 @flow(name="orca-compare", validate_parameters=True)
 def compare(sweep_run_id: str | None = None, reports_dir: str = "reports") -> dict[str, Any]:
-    """Assemble the comparison of one benchmark run (default: the latest)."""
+    """Assemble the comparison of one sweep run (default: the latest)."""
     sweep_run_id = sweep_run_id or sweep_tracking.latest_sweep_run_id()
     runs = sweep_tracking.sweep_results(sweep_run_id)
     if not runs:
@@ -45,7 +32,7 @@ def compare(sweep_run_id: str | None = None, reports_dir: str = "reports") -> di
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    written = report(runs, reports_dir, context)
+    written = comparison_report(runs, reports_dir, context)
     sweep_tracking.log_report(
         sweep_run_id, [str(written.markdown), str(written.csv), str(written.profile)]
     )

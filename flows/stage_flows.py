@@ -1,7 +1,7 @@
 """One flow per pipeline stage, so that a deployment can re-run one stage for one task.
 
 Each flow takes the same `PipelineConfig` as the pipeline flow (validated by the flow's
-signature) and runs its stage through the pipeline's own wiring. The stages it needs come
+signature) and runs its stage with the pipeline's own stage calls. The stages it needs come
 first, from their cached tasks: after a pipeline run they come back Cached, so only the
 stage asked for does any work. `refresh=True` recomputes that stage even when its cache
 record exists. No MLflow run is opened; the pipeline flow is the tracked path.
@@ -13,30 +13,33 @@ from typing import Any
 
 from prefect import flow
 
-from flows.pipeline import pipeline_stages, run_stages, stages_through
 from orca.config.pipeline import PipelineConfig
+from orca.stages.order import FAMILY_STAGES, STAGE_INPUTS, stages_through
+from tasks.stage_runs import STAGE_CALLS, stage_run
 
 
 def run_one_stage(config: PipelineConfig, stage: str, refresh: bool = False) -> dict[str, Any]:
     """Run `stage` (and, from the cache, what it needs); return its reference and every
     stage's final state. Raises ValueError if `config`'s method does not run `stage` (a
     classical method runs ingest and classical only)."""
-    if stage not in pipeline_stages(config):
+    family_stages = FAMILY_STAGES[config.family]
+    if stage not in family_stages:
         raise ValueError(
             f"method {config.method!r} does not run stage {stage!r}; its stages: "
-            f"{', '.join(pipeline_stages(config))}"
+            f"{', '.join(family_stages)}"
         )
-    states: dict[str, str] = {}
-    references = run_stages(
-        config, stages_through(stage), states, refresh=stage if refresh else None
-    )
+    references: dict[str, Any] = {}
+    with stage_run(config, refresh=stage if refresh else None) as run:
+        for name in stages_through(stage):  # each stage's inputs are earlier in this order
+            inputs = (references[needed] for needed in STAGE_INPUTS[name])
+            references[name] = STAGE_CALLS[name](config, *inputs)
     return {
         "task": config.task,
         "backbone": config.backbone,
         "method": config.method,
         "seed": config.seed,
         "stage": stage,
-        "states": states,
+        "states": run.states,
         "reference": references[stage],
     }
 

@@ -323,8 +323,8 @@ def test_classical_pipeline_run_caching_and_tracking(prefect_harness):
 
     config = PipelineConfig.for_task("gunpoint", method="knn")
     first = pipeline(config)
-    assert first["stages"]["ingest"] in ("Completed", "Cached")
-    assert first["stages"]["classical"] == "Completed" and len(first["stages"]) == 2
+    assert first["states"]["ingest"] in ("Completed", "Cached")
+    assert first["states"]["classical"] == "Completed" and len(first["states"]) == 2
     assert first["metric"] == "error_rate" and 0.0 <= first["value"] < 30.0
     assert first["align_distance"] is None and first["best_epoch"] is None
     assert first["registered_model"] is None
@@ -333,7 +333,7 @@ def test_classical_pipeline_run_caching_and_tracking(prefect_harness):
 
     # The backbone is not part of a classical stage's cache key.
     other = pipeline(config.replace(backbone="another-body", seed=0))
-    assert other["stages"] == {"ingest": "Cached", "classical": "Cached"}
+    assert other["states"] == {"ingest": "Cached", "classical": "Cached"}
     assert other["value"] == first["value"] and other["backbone"] == "another-body"
 
     run = MlflowClient().get_run(first["mlflow_run_id"])
@@ -385,7 +385,7 @@ def test_cli_run_with_a_classical_method(prefect_harness, capsys):
 
     assert main(["run", "digits", "--method", "linear", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["method"] == "linear" and set(result["stages"]) == {"ingest", "classical"}
+    assert result["method"] == "linear" and set(result["states"]) == {"ingest", "classical"}
     assert result["metric"] == "error_rate" and result["value"] < 20.0
     assert set(result["hyperparameters"]) == {"C"}
 

@@ -34,7 +34,7 @@ def test_orca_run_works_for_every_demo_task(task, prefect_harness, tiny_bert_dir
     assert main(["run", task, "--backbone", str(tiny_bert_dir), *SHRINK, "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["task"] == task
-    assert set(result["stages"]) == {"ingest", "proxy", "align", "refine", "evaluate"}
-    assert set(result["stages"].values()) <= {"Completed", "Cached"}
+    assert set(result["states"]) == {"ingest", "proxy", "align", "refine", "evaluate"}
+    assert set(result["states"].values()) <= {"Completed", "Cached"}
     assert math.isfinite(result["value"])
     assert result["registered_model"].startswith(f"orca-{task}/")

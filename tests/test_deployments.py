@@ -385,13 +385,14 @@ def test_the_kubernetes_pool_template_exposes_gpus_node_selector_and_tolerations
 
 
 def test_stage_flows_need_exactly_the_stages_their_inputs_come_from():
-    from flows.pipeline import STAGE_NAMES, stages_through
+    from orca.stages.order import FAMILY_STAGES, stages_through
 
     assert stages_through("ingest") == ("ingest",)
     assert stages_through("proxy") == ("proxy",)  # proxy features do not depend on the task
     assert stages_through("align") == ("ingest", "proxy", "align")
     assert stages_through("refine") == ("ingest", "proxy", "align", "refine")
-    assert stages_through("evaluate") == STAGE_NAMES
+    assert stages_through("evaluate") == FAMILY_STAGES["orca"]
+    assert stages_through("classical") == ("ingest", "classical")
     with pytest.raises(ValueError, match="valid stages: ingest, proxy"):
         stages_through("train")
 

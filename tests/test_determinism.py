@@ -35,7 +35,7 @@ def test_a_run_recomputed_without_the_cache_is_identical(prefect_harness, tiny_b
         for _ in range(2):
             with temporary_settings(updates={PREFECT_TASKS_REFRESH_CACHE: True}):
                 result = pipeline(config, register_model=False)
-            assert set(result["stages"].values()) == {"Completed"}  # nothing from the cache
+            assert set(result["states"].values()) == {"Completed"}  # nothing from the cache
             outcomes.append(
                 (
                     result["value"],

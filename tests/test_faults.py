@@ -153,7 +153,7 @@ def test_a_run_killed_in_a_stage_recomputes_from_that_stage(
     result = json.loads(again.stdout.strip().splitlines()[-1])
     position = STAGES.index(stage)
     expected = {name: "Cached" if i < position else "Completed" for i, name in enumerate(STAGES)}
-    assert result["stages"] == expected
+    assert result["states"] == expected
 
     tags = (
         MlflowClient(f"sqlite:///{state / 'mlflow.db'}").get_run(result["mlflow_run_id"]).data.tags
@@ -185,9 +185,7 @@ def test_the_hold_hook_checks_its_value(monkeypatch):
     with pytest.raises(ValueError, match=r"ORCA_HOLD_STAGE='refine@last'.*epoch number"):
         hold_point()
     monkeypatch.setenv(HOLD_STAGE_ENV_VAR, "fine-tune")
-    with pytest.raises(
-        ValueError, match=r"ORCA_HOLD_STAGE: unknown stage 'fine-tune'; valid"
-    ):
+    with pytest.raises(ValueError, match=r"ORCA_HOLD_STAGE: unknown stage 'fine-tune'; valid"):
         hold_point()
 
 
@@ -245,7 +243,7 @@ def test_a_signal_stops_training_at_a_safe_point_and_the_rerun_resumes(
     stage = hold.split("@")[0]
     position = STAGES.index(stage)
     expected = {name: "Cached" if i < position else "Completed" for i, name in enumerate(STAGES)}
-    assert result["stages"] == expected
+    assert result["states"] == expected
     tags = client.get_run(result["mlflow_run_id"]).data.tags
     assert tags["refine.resumed_from_epoch"] == resumed
     assert result["value"] == pytest.approx(uninterrupted["value"], abs=1e-9)

@@ -63,22 +63,22 @@ def _run(config):
 def test_pipeline_end_to_end_caching_and_tracking(prefect_harness, tiny_config):
     first = _run(tiny_config)
     # Ingest depends only on the task, so an earlier test in the session may have cached it.
-    assert first["stages"]["ingest"] in ("Completed", "Cached")
-    assert {k: v for k, v in first["stages"].items() if k != "ingest"} == dict.fromkeys(
+    assert first["states"]["ingest"] in ("Completed", "Cached")
+    assert {k: v for k, v in first["states"].items() if k != "ingest"} == dict.fromkeys(
         ("proxy", "align", "refine", "evaluate"), "Completed"
     )
     assert first["metric"] == "error_rate" and 0.0 <= first["value"] <= 100.0
 
     # Same command again: nothing recomputed.
     second = _run(tiny_config)
-    assert set(second["stages"].values()) == {"Cached"}
+    assert set(second["states"].values()) == {"Cached"}
     assert second["value"] == first["value"]
     assert second["registered_model"] == first["registered_model"]
 
     # Only a fine-tuning hyperparameter changes: only refine and evaluate run.
     changed = tiny_config.replace(refine=tiny_config.refine.replace(lr=3e-4))
     third = _run(changed)
-    assert third["stages"] == {
+    assert third["states"] == {
         "ingest": "Cached",
         "proxy": "Cached",
         "align": "Cached",
@@ -90,8 +90,8 @@ def test_pipeline_end_to_end_caching_and_tracking(prefect_harness, tiny_config):
     align_dirs = StateDir.from_env().artifacts / "align"
     shutil.rmtree(align_dirs)
     fourth = _run(tiny_config)
-    assert fourth["stages"]["align"] == "Completed"
-    assert fourth["stages"]["ingest"] == "Cached"
+    assert fourth["states"]["align"] == "Completed"
+    assert fourth["states"]["ingest"] == "Cached"
     assert fourth["value"] == first["value"]  # deterministic recomputation
 
     client = MlflowClient()

@@ -109,7 +109,7 @@ def test_align_and_refine_progress_artifacts_reach_100(prefect_harness, tiny_ber
     }
     config = PipelineConfig.for_task("gunpoint", backbone=str(tiny_bert_dir), overrides=overrides)
     result = pipeline(config)
-    assert result["stages"]["align"] == result["stages"]["refine"] == "Completed"
+    assert result["states"]["align"] == result["states"]["refine"] == "Completed"
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(

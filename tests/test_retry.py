@@ -57,7 +57,7 @@ def test_orca_retry_completes_a_run_that_failed_in_refine(
     assert main(["retry", flow_run_id, "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["flow"] == "orca-pipeline" and result["flow_run_id"] == flow_run_id
-    assert result["stages"] == {
+    assert result["states"] == {
         "ingest": "Cached",
         "proxy": "Cached",
         "align": "Cached",

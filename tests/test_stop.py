@@ -183,14 +183,13 @@ def test_a_stop_reaches_the_processes_that_share_its_stop_file(tmp_path):
     assert not stop_file.exists() and stopping.STOP_FILE_ENV not in os.environ
 
 
-def test_a_stopped_benchmark_run_is_reported_as_an_ordinary_failure(monkeypatch):
+def test_a_stopped_sweep_run_is_reported_as_an_ordinary_failure():
     """Prefect's process pool drops a BaseException (its caller then waits for ever), so a
     run's stop crosses to the benchmark as RunStopped, an Exception; StopRequested itself
     pickles whole."""
     import pickle
 
-    import flows.pipeline
-    from flows.sweep import run_pipeline
+    from tasks.sweep_runs import run_pipeline
 
     stop = StopRequested(signal.SIGTERM, "in refine epoch 2, after batch 1", "/ckpt")
     copy = pickle.loads(pickle.dumps(stop))
@@ -204,9 +203,8 @@ def test_a_stopped_benchmark_run_is_reported_as_an_ordinary_failure(monkeypatch)
     def stopped(*args, **kwargs):
         raise stop
 
-    monkeypatch.setattr(flows.pipeline, "pipeline", stopped)
     with pytest.raises(stopping.RunStopped, match="stopped by SIGTERM in refine epoch 2"):
-        run_pipeline.fn(None, "parent")
+        run_pipeline.fn(stopped, None, "parent")
 
 
 def test_a_stop_is_passed_on_to_torchrun(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def test_benchmark_then_compare(prefect_harness, tiny_bert_dir, tmp_path):
     out = sweep(config)
     assert out["failures"] == [] and len(out["results"]) == 4
     # Ingest and proxy features ran once; every later run found them in the cache.
-    later = [r["stages"] for r in out["results"][1:]]
+    later = [r["states"] for r in out["results"][1:]]
     assert all(s["ingest"] == "Cached" and s["proxy"] == "Cached" for s in later)
     client = MlflowClient()
     children = client.search_runs(
@@ -126,7 +126,7 @@ def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_be
         reused = by_method[original["method"]]
         assert reused["reused_from"] == original["mlflow_run_id"]
         assert reused["value"] == original["value"]
-        assert set(reused["stages"].values()) == {"Cached"}
+        assert set(reused["states"].values()) == {"Cached"}
     client = MlflowClient()
     children = client.search_runs(
         [client.get_run(second["sweep_run_id"]).info.experiment_id],
@@ -148,6 +148,6 @@ def test_a_finished_benchmark_reruns_from_the_run_cache(prefect_harness, tiny_be
     by_method = {r["method"]: r for r in third["results"]}
     assert third["failures"] == [] and "reused_from" in by_method["no-align"]
     assert "reused_from" not in by_method["fpt"]
-    assert by_method["fpt"]["stages"]["ingest"] == "Cached"
-    assert by_method["fpt"]["stages"]["refine"] == "Completed"
+    assert by_method["fpt"]["states"]["ingest"] == "Cached"
+    assert by_method["fpt"]["states"]["refine"] == "Completed"
     assert os.path.isfile(by_method["fpt"]["model_path"])

@@ -80,23 +80,23 @@ def test_a_benchmark_with_a_failed_run_exits_1_and_its_flow_run_is_failed(
 
 
 def test_the_ablations_name_corrupt_vision_weights_as_corrupt(tmp_path):
-    from flows.ablations import vision_weights_missing
+    from tasks.body_checks import weights_problem
 
     damaged = tmp_path / "swin.safetensors"
     damaged.write_bytes(b"not a safetensors file")
-    why = vision_weights_missing.fn(f"swin-tiny@{damaged}")
+    why = weights_problem.fn(f"swin-tiny@{damaged}")
     assert why.startswith("the pretrained weights for swin-tiny@") and "corrupt" in why
     assert "swin.safetensors: not a readable safetensors checkpoint" in why
 
 
 def test_the_ablations_name_absent_weights_as_absent(tmp_path, monkeypatch):
-    from flows.ablations import vision_weights_missing
+    from tasks.body_checks import weights_problem
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    why = vision_weights_missing.fn("swin-tiny")  # offline, no local copy of the hub's file
+    why = weights_problem.fn("swin-tiny")  # offline, no local copy of the hub's file
     assert why.startswith("no pretrained weights for swin-tiny on this machine")
     absent = tmp_path / "absent.safetensors"
-    why = vision_weights_missing.fn(f"swin-tiny@{absent}")
+    why = weights_problem.fn(f"swin-tiny@{absent}")
     assert why.startswith("no pretrained weights for swin-tiny@") and "does not exist" in why
 
 

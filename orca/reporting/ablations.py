@@ -134,3 +134,29 @@ def body_modality(rows: Sequence[Mapping[str, Any]], skipped: Mapping[str, str])
     for backbone, reason in skipped.items():
         lines += ["", f"**{backbone} not run:** {reason}"]
     return "\n".join(lines) + "\n"
+
+
+def write_ablation_report(
+    convergence: Sequence[Mapping[str, Any]],
+    limited: Sequence[Mapping[str, Any]],
+    modality: Sequence[Mapping[str, Any]],
+    skipped: Mapping[str, str],
+    directory: str | Path,
+) -> tuple[Path, str]:
+    """Write `directory`/ablations.md (and each section's plot) atomically; return its path
+    and text."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(
+        [
+            "# Ablations",
+            "",
+            alignment_convergence(convergence, directory),
+            data_limited(limited, directory),
+            body_modality(modality, skipped),
+        ]
+    )
+    path = directory / "ablations.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path, text
