@@ -23,7 +23,7 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 from prefect_dask import DaskTaskRunner
 
-from runtime.runners import RunnerOptions, worker_environment
+from runtime.state import worker_environment
 
 
 class WorkerEnvironment(WorkerPlugin):
@@ -40,22 +40,22 @@ class WorkerEnvironment(WorkerPlugin):
 
 
 @contextmanager
-def dask_task_runner(options: RunnerOptions) -> Iterator[DaskTaskRunner]:
-    """A DaskTaskRunner on the scheduler at `options.dask_address`, or on a LocalCluster of
-    `options.workers` processes with `options.threads` torch threads each."""
+def dask_task_runner(
+    workers: int, threads: int, address: str | None = None
+) -> Iterator[DaskTaskRunner]:
+    """A DaskTaskRunner on the scheduler at `address`, or on a LocalCluster of `workers`
+    processes with `threads` torch threads each."""
     with ExitStack() as stack:
-        address = options.dask_address
         if address is None:
-            threads = str(options.threads)
             cluster = LocalCluster(
-                n_workers=options.workers,
+                n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
                 # Dask starts workers with OMP_NUM_THREADS=1, which sizes torch's thread pool.
                 # (Its nannies, here in the flow's process, also set that variable here; the
                 # flow's own torch threads are set before the cluster starts.)
-                env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+                env={"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
             )
             address = stack.enter_context(cluster).scheduler_address
         client = stack.enter_context(Client(address, set_as_default=False))

@@ -127,3 +127,18 @@ def _inline_url() -> str:
 
 
 API_MODES.register("inline", ApiMode(boot=lambda: None, url=_inline_url))
+
+
+def run_flow_run_again(flow: Any, flow_run_id: Any, parameters: dict[str, Any], message: str):
+    """Schedule the existing flow run `flow_run_id` of `flow` again and run it in this
+    process with `parameters`; return its final state. Uses Prefect's flow engine directly
+    (prefect.flow_engine.run_flow, not public): Prefect's public API starts new flow runs
+    only."""
+    from prefect import get_client
+    from prefect.flow_engine import run_flow
+    from prefect.states import Scheduled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Scheduled(message=message), force=True)
+        flow_run = client.read_flow_run(flow_run_id)
+    return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")

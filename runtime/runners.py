@@ -23,7 +23,6 @@ directory (tasks.locks).
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -31,16 +30,6 @@ from typing import Any
 
 from orca.config.base import Config, check_choice, check_number
 from orca.registry import Registry
-from runtime.state import RESULT_STORAGE_ENV, StateDir
-
-# Variables a worker process needs besides the state directory's own environment.
-WORKER_VARIABLES = (
-    RESULT_STORAGE_ENV,
-    "ORCA_DATA_DIR",
-    "HF_HUB_OFFLINE",
-    "PREFECT_API_URL",
-    "ORCA_STOP_FILE",  # orca.stopping: a stop of the command reaches its workers
-)
 
 
 @dataclass(frozen=True)
@@ -120,19 +109,8 @@ def dask_task_runner(options: RunnerOptions) -> AbstractContextManager[Any]:
     """A Dask cluster's workers (runtime/dask_cluster.py; imported only when chosen)."""
     from runtime.dask_cluster import dask_task_runner as open_dask
 
-    return open_dask(options)
+    return open_dask(options.workers, options.threads, options.dask_address)
 
 
 TASK_RUNNERS.register("local", TaskRunnerSpec(local_task_runner))
 TASK_RUNNERS.register("dask", TaskRunnerSpec(dask_task_runner, "prefect_dask", "dask"))
-
-
-def worker_environment() -> dict[str, str]:
-    """orca's environment as this process sees it, for a worker process to adopt."""
-    from prefect.settings import PREFECT_API_URL
-
-    names = (*StateDir.from_env().environment(), *WORKER_VARIABLES)
-    environment = {name: os.environ[name] for name in names if name in os.environ}
-    if PREFECT_API_URL.value():  # shared_prefect_api sets it as a setting, not a variable
-        environment["PREFECT_API_URL"] = PREFECT_API_URL.value()
-    return environment

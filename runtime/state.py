@@ -154,3 +154,24 @@ def activate(
         else:
             os.environ.setdefault(key, value)
     return state
+
+
+# Variables a worker process needs besides the state directory's own environment.
+WORKER_VARIABLES = (
+    RESULT_STORAGE_ENV,
+    "ORCA_DATA_DIR",
+    "HF_HUB_OFFLINE",
+    "PREFECT_API_URL",
+    "ORCA_STOP_FILE",  # orca.stopping: a stop of the command reaches its workers
+)
+
+
+def worker_environment() -> dict[str, str]:
+    """orca's environment as this process sees it, for a worker process to adopt."""
+    from prefect.settings import PREFECT_API_URL
+
+    names = (*StateDir.from_env().environment(), *WORKER_VARIABLES)
+    environment = {name: os.environ[name] for name in names if name in os.environ}
+    if PREFECT_API_URL.value():  # shared_prefect_api sets it as a setting, not a variable
+        environment["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    return environment
