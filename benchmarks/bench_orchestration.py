@@ -1,4 +1,4 @@
-"""Orchestration overhead of the benchmark flow (Prefect + MLflow) against direct calls.
+"""Orchestration overhead of the sweep flow (Prefect + MLflow) against direct calls.
 
 Both sides make the same runs (a SweepConfig: tasks x methods x seeds) from an empty
 state directory, in fresh subprocesses with the same torch thread count:
@@ -6,7 +6,7 @@ state directory, in fresh subprocesses with the same torch thread count:
 - "direct" calls the orca.stages functions in a plain loop: ingest once per task, proxy
   features once per backbone, then align -> refine -> evaluate per run. It is the
   computation alone: no Prefect, no MLflow, no cache keys.
-- "flow" runs `orca bench` (the benchmark flow: Prefect's ephemeral API, cached tasks, an
+- "flow" runs `orca bench` (the sweep flow: Prefect's ephemeral API, cached tasks, an
   MLflow parent run and a child run per task x method x seed, the stage logs and metrics).
   Its time is the whole command, imports and the Prefect server included.
 
@@ -16,7 +16,7 @@ a server is already up (another command on the same state, or a work pool's serv
 flow's time then leaves out the server's start, but keeps everything else.
 
 It prints where the flow side's time went, from its Prefect database (before the
-benchmark flow run, each stage's task runs, the rest of the flow run, after it) next to the
+sweep flow run, each stage's task runs, the rest of the flow run, after it) next to the
 direct side's, and checks that both sides got the same test metric for every run.
 
 The script also prints the direct side's per-run stage times, which is what sizes the
@@ -45,7 +45,7 @@ BIN = Path(sys.executable).parent
 
 
 def direct(config_json: str, out_root: str) -> dict:
-    """The benchmark's runs as plain function calls (runs in a subprocess)."""
+    """The sweep's runs as plain function calls (runs in a subprocess)."""
     started = time.perf_counter()
     from runtime.state import activate
 
@@ -130,7 +130,7 @@ def _utc(text: str) -> float:
 
 def flow_breakdown(prefect_db: Path, started: float, ended: float) -> dict[str, float]:
     """Where the flow side's wall time went, from its Prefect database: before and after
-    the benchmark flow run, and inside it the stage task runs by stage (their
+    the sweep flow run, and inside it the stage task runs by stage (their
     start-to-end times) and everything else (the runs' flow runs, cache records, MLflow)."""
     with sqlite3.connect(prefect_db) as db:
         flow_runs = db.execute(
@@ -286,7 +286,7 @@ def main() -> None:
     print(f"test metrics equal on both sides: {not differing} {differing or ''}")
     print(f"direct (process, imports included)  {direct_wall:8.1f} s")
     print(f"direct compute alone                {direct_out['compute_seconds']:8.1f} s")
-    print(f"benchmark flow (whole orca bench)   {flow_wall:8.1f} s")
+    print(f"sweep flow (whole orca bench)     {flow_wall:8.1f} s")
     print(f"overhead flow / direct - 1          {flow_wall / direct_wall - 1:8.1%}   target <= 10%")
     print(
         f"per run: direct {direct_wall / runs:.2f} s, flow {flow_wall / runs:.2f} s, "

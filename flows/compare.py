@@ -1,7 +1,7 @@
 """The compare flow: a sweep's results from MLflow -> the cross-benchmark comparison.
 
 Writes reports/ (Markdown, CSV, performance-profile PNG), publishes a Prefect table and
-markdown artifact, logs the files to the benchmark's MLflow run, and gives each task's best
+markdown artifact, logs the files to the sweep's MLflow run, and gives each task's best
 fine-tuned model the registry alias `champion` (classical baselines compete in the report,
 not for the alias: they have no model to register).
 """

@@ -1,7 +1,7 @@
-"""The `dask` task runner: benchmark runs on a Dask cluster (needs the `dask` extra).
+"""The `dask` task runner: a sweep's runs on a Dask cluster (needs the `dask` extra).
 
 prefect-dask's DaskTaskRunner sends each run to a Dask worker. Without an address, a
-LocalCluster of `workers` single-threaded worker processes is started for the benchmark
+LocalCluster of `workers` single-threaded worker processes is started for the sweep
 and closed after it; with one, the runs go to that scheduler's workers.
 
 Prefect's settings (its API URL, the result storage path) travel with each run. orca's own

@@ -91,7 +91,7 @@ def heartbeats_off() -> dict[Any, Any]:
     Heartbeats only matter to a server that watches for them (a zombie-run automation), and
     each costs its flow run up to a second at the end: Prefect joins the heartbeat thread,
     which sleeps in one-second steps. So they are off where nobody asked for them: in the
-    nested pipeline runs of a benchmark, and in every flow run on this command's own local
+    nested pipeline runs of a sweep, and in every flow run on this command's own local
     server (`shared_prefect_api`). Someone who watches heartbeats sets the frequency, and
     then every flow run sends them.
     """

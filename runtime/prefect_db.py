@@ -98,7 +98,7 @@ def use_immediate_transactions() -> None:
     written since it read (the server's services record task runs and events from other
     connections all the time); it fails at once with "database is locked", whatever the
     busy timeout. The API answers 503, and Prefect's client tries again two seconds later:
-    a nested flow run of a benchmark met this about once every ten seconds. A transaction
+    a nested flow run of a sweep met this about once every ten seconds. A transaction
     that begins IMMEDIATE waits for the lock instead (up to Prefect's busy timeout), which
     costs milliseconds on one user's server. Other databases are left as they are.
     """

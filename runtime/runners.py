@@ -1,7 +1,7 @@
-"""Task runners for the benchmark fan-out, and the one Prefect API their processes share.
+"""Task runners for a sweep's runs, and the one Prefect API their processes share.
 
 Runners are chosen by name (`orca bench --runner NAME`) from TASK_RUNNERS; each entry opens
-a Prefect task runner for the duration of one benchmark and closes what it started:
+a Prefect task runner for the duration of one sweep and closes what it started:
 
 - `local` (the default): one worker runs the pipelines in the flow's own process, one after
   another; several workers are separate processes (Prefect's ProcessPoolTaskRunner). The
@@ -34,9 +34,9 @@ from orca.registry import Registry
 
 @dataclass(frozen=True)
 class RunnerOptions(Config):
-    """How a benchmark's runs are spread: `runner` (a TASK_RUNNERS name), `workers` runs at
+    """How a sweep's runs are spread: `runner` (a TASK_RUNNERS name), `workers` runs at
     once, `threads` torch threads per run, and for `dask` an existing scheduler's address
-    (None: a LocalCluster of `workers` processes, closed when the benchmark ends)."""
+    (None: a LocalCluster of `workers` processes, closed when the sweep ends)."""
 
     runner: str = "local"
     workers: int = 1
@@ -57,7 +57,7 @@ class RunnerOptions(Config):
 @dataclass(frozen=True)
 class TaskRunnerSpec:
     """A registered runner: `open(options)` is a context manager yielding the Prefect task
-    runner for one benchmark; `requires` names a module that must be importable, from the
+    runner for one sweep; `requires` names a module that must be importable, from the
     package extra `extra`."""
 
     open: Callable[[RunnerOptions], AbstractContextManager[Any]]

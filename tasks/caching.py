@@ -13,7 +13,7 @@ downstream; the record is looked for in the task's own result storage, a local p
 fsspec URL (tasks/storage.py).
 
 `stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy whose lock every
-process of the state directory shares (tasks.locks.StateLockManager): when the benchmark
+process of the state directory shares (tasks.locks.StateLockManager): when the sweep
 flow runs several pipelines at once (`--workers N`, worker processes), or two `orca bench`
 commands run together, the first run to reach a shared stage (a task's ingest, a body's
 proxy features) computes it while the others wait for its record and then read it as
@@ -106,7 +106,7 @@ def pipeline_run_key(context: Any, parameters: dict[str, Any]) -> str:
 
 
 def pipeline_run_cache_policy() -> CachePolicy:
-    """The benchmark flow's per-run cache policy, locked like the stages'."""
+    """The sweep flow's per-run cache policy, locked like the stages'."""
     return CacheKeyFnPolicy(cache_key_fn=pipeline_run_key).configure(
         isolation_level="SERIALIZABLE", lock_manager=StateLockManager()
     )

@@ -1,6 +1,6 @@
-"""MLflow for benchmarks: the parent run, reading child results back, champions.
+"""MLflow for sweeps: the parent run, reading child results back, champions.
 
-A benchmark is one MLflow run tagged orca.kind=benchmark; each pipeline run under it is a
+A sweep is one MLflow run tagged orca.kind=benchmark; each pipeline run under it is a
 child (mlflow.parentRunId) tagged orca.benchmark_run=<parent id>, with its result in the
 tags orca.metric / orca.value / orca.lower_is_better and its weights at orca.model_path.
 """
@@ -27,7 +27,7 @@ CHAMPION_ALIAS = "champion"
 
 @task(name="start-parent-tracking", **NO_CACHE)
 def start_parent_run(kind: str, label: str, flow_run_id: str, params: dict[str, Any]) -> str:
-    """Open the MLflow run that a benchmark's (kind="benchmark") or the ablations' (kind=
+    """Open the MLflow run that a sweep's (kind="benchmark") or the ablations' (kind=
     "ablation") pipeline runs nest under."""
     client = MlflowClient()
     run = client.create_run(
@@ -63,12 +63,12 @@ def finish_parent_run(run_id: str, completed: int, failed: list[str]) -> None:
 
 
 def copy_child_run(source_run_id: str, parent_run_id: str) -> str | None:
-    """Record a run that a later benchmark found whole in the cache: a new child of
+    """Record a run that a later sweep found whole in the cache: a new child of
     `parent_run_id` with the source run's tags, params and latest metric values, tagged
     orca.reused_from=<source> (its per-epoch curves stay in the source run). Returns the new
     run id, or None if the source run is gone or did not finish (the caller then reruns).
 
-    A plain function, not a task: it is a few MLflow calls inside the benchmark flow, and a
+    A plain function, not a task: it is a few MLflow calls inside the sweep flow, and a
     cached re-run makes one per pipeline run.
     """
     client = MlflowClient()
@@ -114,13 +114,13 @@ def latest_sweep_run_id() -> str:
         else []
     )
     if not found:
-        raise NoResultsError("no benchmark run in MLflow yet: run `orca bench` first")
+        raise NoResultsError("no sweep run in MLflow yet: run `orca bench` first")
     return found[0].info.run_id
 
 
 @task(name="read-benchmark-results", **NO_CACHE)
 def sweep_results(sweep_run_id: str) -> list[dict[str, Any]]:
-    """Every finished child run of a benchmark, as rows for orca.reporting."""
+    """Every finished child run of a sweep, as rows for orca.reporting."""
     client = MlflowClient()
     runs = client.search_runs(
         [experiment_id(client)],
@@ -179,7 +179,7 @@ def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
             method=winner["method"],
             seed=winner["seed"],
             task_file=winner.get("task_file"),
-            allow_outside=True,  # a task file the benchmark already ran with, re-registered
+            allow_outside=True,  # a task file the sweep already ran with, re-registered
         )
         reference = {"path": winner["model_path"], "fingerprint": winner["model_fingerprint"]}
         version = register_model.fn(winner["run_id"], config, reference)

@@ -57,7 +57,7 @@ def experiment_id(client: MlflowClient) -> str:
 def start_run(
     config: PipelineConfig, flow_run_id: str | None, parent_run_id: str | None = None
 ) -> str:
-    """Open the pipeline's MLflow run (a child of a benchmark's run when `parent_run_id` is
+    """Open the pipeline's MLflow run (a child of a sweep's run when `parent_run_id` is
     given); params are the full config."""
     client = _client()
     tags = {
