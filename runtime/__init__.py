@@ -7,6 +7,8 @@
 - prefect_db.py, mlflow_db.py: migrated empty databases that new state directories copy;
 - runners.py, dask_cluster.py: the task runners a sweep's runs go to (threads, processes,
   Dask);
+- locks.py: the cache-key locks every process of a state directory shares;
+- remote_io.py: Prefect's remote filesystem block with retries for transient errors;
 - versions.py: the Prefect and MLflow releases this code is tested on.
 
 Every use of a Prefect or MLflow API that is not public is in this package, and only here:
@@ -19,6 +21,9 @@ Every use of a Prefect or MLflow API that is not public is in this package, and 
   heartbeats in their profile;
 - prefect.flow_engine.run_flow (prefect_api.py): running an existing flow run again in this
   process (`orca retry`);
+- the `_sync` argument of Prefect's sync/async dispatching methods (prefect_api.py
+  `default_result_storage`, remote_io.py), and FileSystemLockManager's lock-file layout,
+  which locks.py extends;
 - mlflow.store.tracking.sqlalchemy_store.SqlAlchemyStore (mlflow_db.py): creating a
   migrated MLflow database.
 

@@ -142,3 +142,12 @@ def run_flow_run_again(flow: Any, flow_run_id: Any, parameters: dict[str, Any], 
         client.set_flow_run_state(flow_run_id, Scheduled(message=message), force=True)
         flow_run = client.read_flow_run(flow_run_id)
     return run_flow(flow, flow_run=flow_run, parameters=parameters, return_type="state")
+
+
+def default_result_storage() -> Any:
+    """Prefect's default result storage block, called in its blocking form (the private
+    `_sync=True` of Prefect's sync/async dispatch) so that it works inside a running event
+    loop too, where a task's cache key is computed."""
+    from prefect.results import get_default_result_storage
+
+    return get_default_result_storage(_sync=True)

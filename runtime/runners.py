@@ -17,7 +17,7 @@ Worker processes must talk to the same Prefect API as the flow. With no PREFECT_
 set, Prefect's ephemeral mode would start a temporary local server per process, so the
 command starts one (runtime/prefect_api.py) and hands its URL to the workers.
 Stage caching across the worker processes is safe: the cache locks live in the state
-directory (tasks.locks).
+directory (runtime.locks).
 """
 
 from __future__ import annotations

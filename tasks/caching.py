@@ -13,7 +13,7 @@ downstream; the record is looked for in the task's own result storage, a local p
 fsspec URL (tasks/storage.py).
 
 `stage_cache_policy` wraps the key in a SERIALIZABLE Prefect cache policy whose lock every
-process of the state directory shares (tasks.locks.StateLockManager): when the sweep
+process of the state directory shares (runtime.locks.StateLockManager): when the sweep
 flow runs several pipelines at once (`--workers N`, worker processes), or two `orca bench`
 commands run together, the first run to reach a shared stage (a task's ingest, a body's
 proxy features) computes it while the others wait for its record and then read it as
@@ -30,14 +30,14 @@ from typing import Any
 
 from prefect.cache_policies import CacheKeyFnPolicy, CachePolicy
 from prefect.logging import get_logger
-from prefect.results import get_default_result_storage
 
 import orca
 from orca.config.base import Config
 from orca.fingerprint import fingerprint_json, fingerprint_sources
 from orca.manifest import manifest_problem
+from runtime.locks import StateLockManager
+from runtime.prefect_api import default_result_storage
 from runtime.state import StateDir
-from tasks.locks import StateLockManager
 from tasks.storage import drop_record
 
 LOGGER = get_logger("orca.cache")
@@ -69,7 +69,7 @@ def _record_storage(context: Any) -> Any:
     URL, see tasks/storage.py), or Prefect's default outside a task run."""
     store = getattr(context, "result_store", None)
     storage = getattr(store, "result_storage", None)
-    return storage if storage is not None else get_default_result_storage(_sync=True)
+    return storage if storage is not None else default_result_storage()
 
 
 def stage_cache_key(
@@ -92,7 +92,7 @@ def stage_cache_key(
 
 def stage_cache_policy(stage: str, writes_outputs: bool = True) -> CachePolicy:
     """The Prefect cache policy of a stage task: stage_cache_key under a lock that every
-    process of this state directory shares (tasks.locks)."""
+    process of this state directory shares (runtime.locks)."""
     return CacheKeyFnPolicy(cache_key_fn=stage_cache_key(stage, writes_outputs)).configure(
         isolation_level="SERIALIZABLE", lock_manager=StateLockManager()
     )

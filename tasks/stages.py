@@ -31,7 +31,7 @@ GPU_TAGS = gpu_tags()  # ["gpu"] where the GPU stages will use one (tasks.tags)
 STAGE_OPTIONS: dict[str, Any] = {
     # Deterministic: a failed stage would fail again the same way, so it fails fast with
     # its error, whatever PREFECT_TASKS_DEFAULT_RETRIES says. Transient I/O errors are
-    # retried where the I/O is (tasks/remote_io.py).
+    # retried where the I/O is (runtime/remote_io.py).
     "retries": 0,
     "persist_result": True,
     "result_storage": result_storage(),  # ORCA_RESULT_STORAGE: a path or an fsspec URL

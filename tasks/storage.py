@@ -5,7 +5,7 @@ The setting is read when the task modules are imported, as Prefect reads its own
 (runtime.state.activate sets both before that). A local path (or file:// URL) is handed to
 Prefect as a Path. Prefect takes other storage only as a block saved on its server, so a
 URL becomes a block named after it (`orca-retrying-remote-file-system/orca-results-...`), a
-RemoteFileSystem whose reads and writes retry transient network errors (tasks/remote_io.py):
+RemoteFileSystem whose reads and writes retry transient network errors (runtime/remote_io.py):
 the tasks name it, and `ensure_result_storage`, called by each flow before its first cached
 task, saves it in the current Prefect API. Every process that runs the tasks loads it from
 there, so a Dask worker started elsewhere writes where the flow reads.
@@ -28,8 +28,8 @@ import fsspec
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.settings import PREFECT_API_URL
 
+from runtime.remote_io import RetryingRemoteFileSystem, retry_transient
 from runtime.state import RESULT_STORAGE_ENV, local_path
-from tasks.remote_io import RetryingRemoteFileSystem, retry_transient
 
 logger = logging.getLogger(__name__)
 _WARNED: set[str] = set()

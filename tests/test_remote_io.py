@@ -9,8 +9,9 @@ import pytest
 from conftest import cached_stage_flow
 from fsspec.implementations.memory import MemoryFileSystem
 
-from tasks import remote_io, stages
-from tasks.remote_io import RetryingRemoteFileSystem, RetryPolicy, is_transient, retry_transient
+from runtime import remote_io
+from runtime.remote_io import RetryingRemoteFileSystem, RetryPolicy, is_transient, retry_transient
+from tasks import stages
 
 
 class Flaky:

@@ -11,8 +11,8 @@ import time
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from runtime.locks import StateLockManager
 from tasks.caching import stage_cache_policy
-from tasks.locks import StateLockManager
 
 CALLS: list[str] = []
 CALLS_LOCK = threading.Lock()
@@ -56,7 +56,7 @@ def test_a_different_key_is_not_blocked_and_is_computed(prefect_harness):
 def _hold_lock_then_die(state_root: str, key: str, ready) -> None:
     """In a child process: take the lock and exit without releasing it (like a SIGKILL)."""
     os.environ["ORCA_HOME"] = state_root
-    from tasks.locks import StateLockManager
+    from runtime.locks import StateLockManager
 
     StateLockManager().acquire_lock(key, holder="child")
     ready.set()
@@ -96,7 +96,7 @@ def _contend(state_root: str, key: str, delay: float, barrier, results) -> None:
     contender and 0.6 s for the other, the second decides "dead" on the lock the first has
     since broken and replaced with its own, the interleaving that lets both take it."""
     os.environ["ORCA_HOME"] = state_root
-    from tasks.locks import StateLockManager
+    from runtime.locks import StateLockManager
 
     decide = StateLockManager._orphaned
 
