@@ -10,7 +10,7 @@ from typing import Any
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.pipeline import pipeline
+from flows.sweep import run_in_sweep
 from orca.config.ablation import AblationConfig
 from orca.config.pipeline import PipelineConfig
 from tasks import storage, sweep_tracking
@@ -20,7 +20,7 @@ from tasks.sweep_runs import run_pipeline
 
 
 def _results(configs: list[PipelineConfig], parent: str) -> list[dict[str, Any]]:
-    futures = [run_pipeline.submit(pipeline, config, parent) for config in configs]
+    futures = [run_pipeline.submit(run_in_sweep, config, parent) for config in configs]
     return [future.result() for future in futures]
 
 

@@ -20,10 +20,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.pipeline import pipeline
 from orca import stopping
+from orca.config.pipeline import PipelineConfig
 from orca.config.sweep import SweepConfig
 from runtime.prefect_api import heartbeats_off
 from tasks import storage, sweep_tracking
 from tasks.sweep_runs import reuse_or_rerun, run_label, run_pipeline
+
+
+def run_in_sweep(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
+    """One run of a sweep: the pipeline flow, nested under the sweep's MLflow run, its model
+    not registered (the compare flow registers each task's champion)."""
+    return pipeline(config, parent_run_id=parent_run_id, register_model=False)
 
 
 @flow(
@@ -50,7 +57,7 @@ def sweep(config: SweepConfig) -> dict[str, Any] | State:
     # SIGTERM, SIGINT: the runs stop at their next safe point (orca.stopping), instead of
     # Prefect's handler unwinding this flow while the runs it waits for go on training.
     with temporary_settings(updates=heartbeats_off()), stopping.handle_stop_signals():
-        futures = [run_pipeline.submit(pipeline, run, parent) for run in runs]
+        futures = [run_pipeline.submit(run_in_sweep, run, parent) for run in runs]
         for run, future in zip(runs, futures, strict=True):
             state = future.wait() or future.state
             if not state.is_completed():
@@ -59,7 +66,7 @@ def sweep(config: SweepConfig) -> dict[str, Any] | State:
             try:
                 result = future.result()
                 if state.name == "Cached":
-                    result = reuse_or_rerun(pipeline, run, parent, result)
+                    result = reuse_or_rerun(run_in_sweep, run, parent, result)
             except Exception as error:  # a rerun of a reused run failed: record it, go on
                 failures.append(f"{run_label(run)}: {type(error).__name__}: {error}")
                 continue

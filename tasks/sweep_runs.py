@@ -8,22 +8,26 @@ run (tag orca.reused_from). If the run's model file or its original MLflow run i
 run goes through the pipeline again, where each stage still finds what is left of it in the
 stage cache.
 
-The pipeline flow is passed in by the calling flow (`pipeline=`): tasks/ never imports
-flows/.
+The calling flow passes in what one run calls (`run`, a module-level function of flows/
+around the pipeline flow, so that it pickles by name into worker processes): tasks/ never
+imports flows/.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import Flow, task
+from prefect import task
 
 from orca import stopping
 from orca.config.pipeline import PipelineConfig
 from orca.manifest import manifest_problem
 from tasks import storage, sweep_tracking
 from tasks.caching import pipeline_run_cache_policy
+
+RunCall = Callable[[PipelineConfig, str], dict[str, Any]]
 
 
 @task(
@@ -34,11 +38,10 @@ from tasks.caching import pipeline_run_cache_policy
     result_serializer="json",
     cache_expiration=None,
 )
-def run_pipeline(pipeline: Flow, config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
-    """One pipeline run, nested under the sweep's MLflow run; models are not registered
-    here (the compare flow registers each task's champion)."""
+def run_pipeline(run: RunCall, config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
+    """`run(config, parent_run_id)`: one pipeline run, nested under the sweep's MLflow run."""
     try:
-        return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+        return run(config, parent_run_id)
     except BaseException as error:
         if stopping.is_stop(error):  # reported like a failure: the sweep records it
             raise stopping.RunStopped(str(error) or type(error).__name__) from None
@@ -46,7 +49,7 @@ def run_pipeline(pipeline: Flow, config: PipelineConfig, parent_run_id: str) -> 
 
 
 def reuse_or_rerun(
-    pipeline: Flow, config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]
+    run: RunCall, config: PipelineConfig, parent_run_id: str, cached: dict[str, Any]
 ) -> dict[str, Any]:
     """A run found whole in the run cache, recorded under this sweep; or run again if its
     model file is gone or damaged (orca/manifest.py), or its MLflow run has gone."""
@@ -57,7 +60,7 @@ def reuse_or_rerun(
         if copied is not None:
             states = dict.fromkeys(cached["states"], "Cached")
             return {**cached, "states": states, "mlflow_run_id": copied, "reused_from": source}
-    return run_pipeline.with_options(refresh_cache=True)(pipeline, config, parent_run_id)
+    return run_pipeline.with_options(refresh_cache=True)(run, config, parent_run_id)
 
 
 def run_label(config: PipelineConfig) -> str:
