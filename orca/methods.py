@@ -5,19 +5,19 @@ A method's `family` says which pipeline it runs:
   ingest -> proxy -> align -> refine -> evaluate; the other fields say how.
 - "classical": a scikit-learn model of orca.classical on the flattened inputs, through
   ingest -> classical (fit on train, select on validation, score test once). The method's
-  name is the model's name in CLASSICAL_MODELS; there is no body, proxy or embedder.
+  name is the model's name in CLASSICAL_MODELS; there is no body, proxy or embedder:
+  every registered classical model is a method.
+The families are the keys of orca.stages.order.FAMILY_STAGES (the stages each one runs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from orca.classical import CLASSICAL_MODELS
 from orca.config.base import check_choice
 from orca.registry import Registry
-
-FAMILIES = ("orca", "classical")
+from orca.stages.order import FAMILY_STAGES
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,10 @@ class MethodSpec:
     refine_mode: str = "full"  # a name in orca.training.refine_modes.REFINE_MODES
     pretrained_body: bool = True  # False: the same architecture, randomly initialised
     align_metric: str | None = None  # overrides align.metric (None: the config's)
-    family: Literal["orca", "classical"] = "orca"
+    family: str = "orca"  # a key of orca.stages.order.FAMILY_STAGES
 
     def __post_init__(self) -> None:
-        check_choice(f"method {self.name}: family", self.family, FAMILIES)
+        check_choice(f"method {self.name}: family", self.family, FAMILY_STAGES)
         if self.family == "classical":
             CLASSICAL_MODELS.check(self.name, field=f"method {self.name}")
 
@@ -60,8 +60,8 @@ for _method in (
         "scratch", "the same architecture trained from a random body", False, pretrained_body=False
     ),
     *(
-        MethodSpec(name, CLASSICAL_MODELS.get(name).description, False, family="classical")
-        for name in ("knn", "linear", "forest")
+        MethodSpec(name, model.description, False, family="classical")
+        for name, model in CLASSICAL_MODELS.items()
     ),
 ):
     METHODS.register(_method.name, _method)

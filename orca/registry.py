@@ -47,8 +47,10 @@ class Registry(Generic[T]):
             ) from None
 
     def check(self, name: str, field: str | None = None) -> None:
-        """Raise UnknownNameError (naming `field` if given) unless `name` is registered."""
-        if name not in self._items:
+        """Raise UnknownNameError (naming `field` if given) unless `name` is registered.
+        This is how a config field that names an entry is validated: registering an entry
+        is then all it takes to make it a valid choice."""
+        if name not in self:
             where = f"{field}: " if field else ""
             raise UnknownNameError(
                 f"{where}unknown {self.kind} {name!r}; "
@@ -56,10 +58,18 @@ class Registry(Generic[T]):
             )
 
     def names(self) -> list[str]:
+        """The registered names, sorted (as error messages list them)."""
         return sorted(self._items)
 
+    def items(self) -> list[tuple[str, T]]:
+        """(name, item) pairs in registration order (e.g. the paper's order of methods)."""
+        return list(self._items.items())
+
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        try:
+            return name in self._items
+        except TypeError:  # an unhashable value (a list from YAML) is no registered name
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

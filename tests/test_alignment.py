@@ -24,7 +24,7 @@ def _t(*arrays):
 
 def test_registry_lists_the_paper_metrics():
     assert ALIGNMENT_METRICS.names() == ["cosine", "l2", "mmd", "otdd"]
-    with pytest.raises(ValueError, match=r"align\.metric='wasserstein'"):
+    with pytest.raises(ValueError, match=r"align\.metric: unknown alignment metric 'wasserstein'"):
         AlignConfig(metric="wasserstein")
 
 

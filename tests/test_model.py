@@ -128,3 +128,25 @@ def test_an_orca_model_leaves_out_the_bodys_token_table(tiny_bert_dir):
         model.body.input_embeddings(torch.zeros(1, 4, dtype=torch.long))
     tokens = standalone.input_embeddings(torch.zeros(1, 4, dtype=torch.long))
     assert tokens.shape == (1, 4, standalone.hidden_size)
+
+
+@pytest.mark.parametrize("module", ["orca.model.embedders", "orca.model.bodies"])
+def test_importing_one_model_module_registers_every_body_and_embedder(module):
+    """Registration is done by orca/model/__init__.py, which Python runs before any of the
+    package's modules: whichever module a process imports first, the registries are full."""
+    import json
+    import subprocess
+    import sys
+
+    program = (
+        f"import json, {module}\n"
+        "from orca.model.bodies import BODIES, BODY_LOADERS\n"
+        "from orca.model.embedders import EMBEDDERS\n"
+        "print(json.dumps([BODY_LOADERS.names(), EMBEDDERS.names(), BODIES.names()]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    loaders, embedders, bodies = json.loads(done.stdout)
+    assert loaders == ["text", "vision"]
+    assert embedders == ["text/1d", "text/2d", "text/tabular", "vision/2d"]
+    assert {"minilm-l6", "swin-base"} <= set(bodies)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from orca.otdd import (
-    LABEL_DISTANCES,
+    INNER_KINDS,
     OTDD,
+    OUTER_KINDS,
     OTDDConfig,
     label_distances,
     otdd,
@@ -21,6 +22,7 @@ from orca.otdd import (
 )
 from orca.otdd.bures import GaussianInner
 from orca.otdd.distance import class_quotas, subsample
+from orca.otdd.outer import OuterKind
 
 KINDS = ("exact", "sinkhorn", "gaussian")
 # Tight solver settings so that Sinkhorn values are converged to well below the test tolerances.
@@ -233,8 +235,17 @@ def test_source_label_distances_computed_once(monkeypatch):
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"inner": "wasserstein"}, ["inner", "'exact'", "'sinkhorn'", "'gaussian'"]),
-        ({"outer": "gaussian"}, ["outer", "'exact'", "'sinkhorn'"]),
+        (
+            {"inner": "wasserstein"},
+            [
+                "inner: unknown inner kind 'wasserstein'",
+                "valid inner kinds: exact, gaussian, sinkhorn",
+            ],
+        ),
+        (
+            {"outer": "gaussian"},
+            ["outer: unknown outer kind 'gaussian'; valid outer kinds: exact, sinkhorn"],
+        ),
         ({"epsilon": 0.0}, ["epsilon", "> 0"]),
         ({"epsilon": -1.0}, ["epsilon", "> 0"]),
         ({"chunk_size": 0}, ["chunk_size", ">= 1"]),
@@ -262,7 +273,41 @@ def test_unknown_label_distance_kind_and_option():
         label_distances(x, y, x, y, "bures")
     with pytest.raises(ValueError, match="ridge"):
         label_distances(x, y, x, y, "gaussian", epsilon=0.1)
-    assert set(LABEL_DISTANCES) == set(KINDS)
+    assert set(INNER_KINDS) == set(KINDS)
+
+
+def test_the_outer_registry_chooses_the_solver():
+    """OTDDConfig.outer picks the OUTER_KINDS entry that solves the outer problems: a
+    debiased solver's self terms are subtracted, a plain one's value is taken as is."""
+    xs, ys = labelled(12, 2, 2, seed=18)
+    xt, yt = labelled(9, 2, 2, seed=19, shift=0.3)
+    calls = []
+
+    def solve(value_cross, value_self):
+        def fake(cost, epsilon, max_iter, tol, symmetric=False, points=None):
+            calls.append((tuple(cost.shape), symmetric))
+            value = value_self if symmetric else value_cross
+            return torch.tensor(value, dtype=torch.float64), None
+
+        return fake
+
+    OUTER_KINDS.register("plain-test", OuterKind(solve=solve(5.0, 1.0), debiased=False))
+    OUTER_KINDS.register("debiased-test", OuterKind(solve=solve(5.0, 1.0), debiased=True))
+    try:
+        plain = otdd(xs, ys, xt, yt, OTDDConfig(outer="plain-test", max_samples=None))
+        assert plain.item() == 5.0 and calls == [((12, 9), False)]
+        calls.clear()
+        config = OTDDConfig(outer="debiased-test", max_samples=None)
+        assert otdd(xs, ys, xt, yt, config).item() == 5.0 - 0.5 - 0.5
+        assert sorted(calls) == [((9, 9), True), ((12, 9), False), ((12, 12), True)]
+    finally:
+        OUTER_KINDS.unregister("plain-test")
+        OUTER_KINDS.unregister("debiased-test")
+    with pytest.raises(ValueError, match="outer: unknown outer kind 'plain-test'"):
+        OTDDConfig(outer="plain-test")
+    exact = otdd(xs, ys, xt, yt, OTDDConfig(inner="exact", outer="exact", max_samples=None))
+    reference = ot.emd2(uniform(12), uniform(9), reference_augmented_cost(xs, ys, xt, yt))
+    assert exact.item() == pytest.approx(reference, rel=1e-9)
 
 
 # 9. Building the cost in blocks of 7 rows gives the same OTDD as one block.

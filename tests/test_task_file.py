@@ -9,8 +9,8 @@ import pytest
 
 from orca.config.pipeline import PipelineConfig
 from orca.data.arrow_io import read_split, write_split
-from orca.data.task_file import load_task_file
-from orca.data.tasks import get_task
+from orca.data.task_file import load_task_file, read_task_file
+from orca.data.tasks import TASKS, get_task, task_names
 from orca.registry import UnknownNameError
 from orca.stages.ingest import ingest
 
@@ -91,9 +91,40 @@ def test_pipeline_config_takes_a_task_file(tmp_path):
     path = write_task(tmp_path, name="cfg-task")
     config = PipelineConfig.for_task(None, task_file=str(path), backbone="minilm-l6")
     assert config.task == "cfg-task" and config.task_file == str(path.resolve())
+    load_task_file(path)  # the config registers nothing: whoever runs the stages does
     assert config.data_version == get_task("cfg-task").data_version != ""
     again = PipelineConfig.from_dict(config.to_dict())
     assert again == config
+
+
+def _registered() -> list[tuple[str, int]]:
+    task_names()  # the built-in tasks register on first lookup
+    return [(name, id(spec)) for name, spec in TASKS.items()]
+
+
+def test_a_pipeline_config_with_a_task_file_registers_nothing(tmp_path):
+    path = write_task(tmp_path, name="unregistered-task", extra="refine: {epochs: 2}\n")
+    before = _registered()
+    config = PipelineConfig.for_task(None, task_file=str(path))
+    direct = PipelineConfig(task="unregistered-task", backbone="minilm-l6", task_file=str(path))
+    assert config.refine.epochs == 2  # the file's own defaults, read without registering
+    assert config.data_version == direct.data_version == read_task_file(path).data_version
+    assert _registered() == before
+    with pytest.raises(UnknownNameError, match="unknown task 'unregistered-task'"):
+        get_task("unregistered-task")
+    assert read_task_file(path) is read_task_file(path)  # unchanged files are read once
+    assert load_task_file(path) is get_task("unregistered-task") is read_task_file(path)
+
+
+def test_a_task_file_config_checks_the_name_without_registering(tmp_path):
+    path = write_task(tmp_path, name="gunpoint")  # a built-in task's name
+    before = _registered()
+    with pytest.raises(ValueError, match=r"task name 'gunpoint' is already taken by a built-in"):
+        PipelineConfig.for_task(None, task_file=str(path))
+    other = write_task(tmp_path, name="declared-task")
+    with pytest.raises(ValueError, match=r"task='gunpoint' but the task file .* 'declared-task'"):
+        PipelineConfig.for_task("gunpoint", task_file=str(other))
+    assert _registered() == before
 
 
 @pytest.mark.parametrize(

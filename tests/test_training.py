@@ -7,7 +7,7 @@ from orca.metrics import LOSSES, METRICS
 from orca.model import create_model
 from orca.training.align import train_embedder
 from orca.training.finetune import fine_tune
-from orca.training.optim import warmup_then_decay
+from orca.training.optim import SCHEDULES, warmup_then_decay
 
 
 def _toy_task_data(n=24, seed=0):
@@ -97,6 +97,25 @@ def test_warmup_then_linear_decay_per_step():
     ]
     cosine = warmup_then_decay(total_steps=4, warmup_steps=0, decay="cosine")
     assert [round(cosine(s), 3) for s in range(5)] == [1.0, 0.854, 0.5, 0.146, 0.0]
+    constant = warmup_then_decay(total_steps=4, warmup_steps=2, decay="constant")
+    assert [constant(s) for s in range(5)] == [0.5, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_an_unknown_schedule_raises_naming_it_and_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"unknown schedule 'step'; valid schedules: constant, cosine, linear"
+    ):
+        warmup_then_decay(total_steps=10, warmup_steps=2, decay="step")
+
+
+def test_a_registered_schedule_is_used_by_name():
+    SCHEDULES.register("half", lambda progress: 0.5)
+    try:
+        factor = warmup_then_decay(total_steps=4, warmup_steps=1, decay="half")
+        assert [factor(s) for s in range(4)] == [1.0, 0.5, 0.5, 0.5]
+        assert RefineConfig(schedule="half").schedule == "half"
+    finally:
+        SCHEDULES.unregister("half")
 
 
 def _changed_after_training(model, mode, steps_data):

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from orca.registry import Registry
 
-EstimatorKind = Literal["classifier", "multilabel", "regressor"]
-ESTIMATOR_KINDS: tuple[EstimatorKind, ...] = ("classifier", "multilabel", "regressor")
+ESTIMATOR_KINDS = ("classifier", "multilabel", "regressor")
+EstimatorKind = str  # one of ESTIMATOR_KINDS
 
 # (kind, n_train, n_features) -> the candidate hyperparameter dicts, in the order tried
 GridFn = Callable[[EstimatorKind, int, int], list[dict[str, Any]]]

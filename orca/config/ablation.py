@@ -39,7 +39,11 @@ class AblationConfig(Config):
         check_number("seeds", self.seeds, minimum=1, integer=True)
         if get_task(self.image_task).modality != "2d":
             raise ValueError(f"image_task={self.image_task!r} must be a 2d task")
-        self.alignment_runs()  # validate every run's config now
+        # Every run's config validates now (methods, backbones, overrides), before any work.
+        self.alignment_runs()
+        self.limited_runs()
+        for backbone in (self.text_backbone, self.vision_backbone):
+            self.modality_runs(backbone)
 
     def _base(self, task: str, **kwargs: Any) -> PipelineConfig:
         return PipelineConfig.for_task(task, overrides=self.overrides, **kwargs)

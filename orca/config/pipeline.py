@@ -1,4 +1,9 @@
-"""The whole pipeline's configuration: the flow's parameter, validated on construction."""
+"""The whole pipeline's configuration: the flow's parameter, validated on construction.
+
+A config with a `task_file` reads and validates that file (orca.data.task_file's
+`read_task_file`) but registers nothing: whoever runs the stages registers the task
+(`load_task_file`) in the process that runs them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ from typing import Any
 
 from orca.config.base import Config, check_number
 from orca.config.stages import AlignConfig, ProxyConfig, RefineConfig
-from orca.data.task_file import load_task_file
-from orca.data.tasks import get_task, task_names
+from orca.data.task_file import check_task_name_free, read_task_file
+from orca.data.tasks import TaskSpec, get_task, task_names
 from orca.methods import METHODS
 from orca.model.bodies import backbone_kind
 from orca.model.embedders import EMBEDDERS
@@ -28,7 +33,7 @@ class PipelineConfig(Config):
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
-    task_file: str | None = None  # a user's YAML task file, registered on construction
+    task_file: str | None = None  # a user's YAML task file, read (not registered) here
     allow_outside: bool = False  # its split files may lie outside its folder (--allow-outside)
     # Seed of the validation split carved from train. Fixed across `seed`s by default, so
     # seeds vary initialisation and data order on the same splits, and ingest runs once.
@@ -36,21 +41,11 @@ class PipelineConfig(Config):
     train_fraction: float = 1.0  # < 1: keep only this share of train (data-limited ablation)
 
     def __post_init__(self) -> None:
-        if self.task_file is not None:
-            declared = load_task_file(self.task_file, allow_outside=self.allow_outside).name
-            if self.task != declared:
-                raise ValueError(
-                    f"task={self.task!r} but the task file {self.task_file} declares {declared!r}"
-                )
-        if self.task not in task_names():
-            raise UnknownNameError(
-                f"task: unknown task {self.task!r}; valid tasks: {', '.join(task_names())}"
-            )
+        modality = task_spec(self.task, self.task_file, self.allow_outside).modality
         METHODS.check(self.method, field="method")
         # A classical method has no body: the backbone is carried (and shown) but unused, so
         # it is not checked, and there is no proxy dataset to resolve for it.
         body_kind = None if self.family == "classical" else backbone_kind(self.backbone)
-        modality = get_task(self.task).modality
         if body_kind is not None and f"{body_kind}/{modality}" not in EMBEDDERS:
             raise ValueError(
                 f"backbone {self.backbone!r} is a {body_kind} body, which takes no {modality!r} "
@@ -81,14 +76,6 @@ class PipelineConfig(Config):
         if dataset != self.proxy.dataset:
             object.__setattr__(self, "proxy", replace(self.proxy, dataset=dataset))
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickled in another process (a process-pool, Dask or Ray worker, which runs no
-        `__post_init__`): a task file's task is registered there as construction does here,
-        or the worker would not know the task."""
-        self.__dict__.update(state)
-        if self.task_file is not None and self.task not in task_names():
-            load_task_file(self.task_file, allow_outside=self.allow_outside)
-
     @classmethod
     def for_task(
         cls,
@@ -106,13 +93,8 @@ class PipelineConfig(Config):
         lets its split files lie outside its folder."""
         if task_file is not None:
             task_file = str(Path(task_file).expanduser().resolve())
-            declared = load_task_file(task_file, allow_outside=allow_outside).name
-            task = task or declared
-        if task not in task_names():
-            raise UnknownNameError(
-                f"task: unknown task {task!r}; valid tasks: {', '.join(task_names())}"
-            )
-        spec = get_task(task)
+            task = task or read_task_file(task_file, allow_outside=allow_outside).name
+        spec = task_spec(task, task_file, allow_outside)
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - {"proxy", "align", "refine"})
         if unknown:
@@ -139,7 +121,7 @@ class PipelineConfig(Config):
     @property
     def data_version(self) -> str:
         """Changes when a task file's data changes, so ingest's cache key sees it."""
-        return get_task(self.task).data_version
+        return task_spec(self.task, self.task_file, self.allow_outside).data_version
 
     @property
     def family(self) -> str:
@@ -158,3 +140,20 @@ class PipelineConfig(Config):
     def align_epochs(self) -> int:
         """Embedder epochs actually run: zero for methods that skip stage 2."""
         return self.align.epochs if METHODS.get(self.method).align else 0
+
+
+def task_spec(task: str | None, task_file: str | None, allow_outside: bool = False) -> TaskSpec:
+    """The spec of `task`, registering nothing: with `task_file`, the one that file declares
+    (read and validated; `task` must be its name, which no other task may hold), else a
+    registered task. Raises naming the task and the valid ones."""
+    if task_file is not None:
+        spec = read_task_file(task_file, allow_outside=allow_outside)
+        if task != spec.name:
+            raise ValueError(f"task={task!r} but the task file {task_file} declares {spec.name!r}")
+        check_task_name_free(spec)
+        return spec
+    if task not in task_names():
+        raise UnknownNameError(
+            f"task: unknown task {task!r}; valid tasks: {', '.join(task_names())}"
+        )
+    return get_task(task)

@@ -8,20 +8,14 @@ from typing import Any
 from orca.config.base import Config, check_number
 from orca.config.pipeline import PipelineConfig
 from orca.methods import METHODS
+from orca.stages.order import FAMILY_STAGES
 from orca.suites import SUITES
 
-# The paper's comparison: ORCA, its alignment-metric variants, and the baselines; then the
-# classical baselines (orca.classical), which take seconds.
-CLASSICAL_METHODS = ("knn", "linear", "forest")
-DEFAULT_METHODS = (
-    "orca",
-    "orca-mmd",
-    "orca-l2",
-    "orca-cosine",
-    "no-align",
-    "fpt",
-    "scratch",
-    *CLASSICAL_METHODS,
+# Every method in orca.methods, family by family, each in registration order: the paper's
+# comparison (ORCA, its alignment-metric variants and the baselines), then the classical
+# baselines, which take seconds.
+DEFAULT_METHODS = tuple(
+    name for family in FAMILY_STAGES for name, spec in METHODS.items() if spec.family == family
 )
 
 

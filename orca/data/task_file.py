@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +38,8 @@ from orca.data.tasks import MODALITIES, OUTPUT_KINDS, TASKS, RawTask, TaskSpec, 
 from orca.fingerprint import fingerprint_file, fingerprint_json
 from orca.registry import Registry
 
-# task file -> (stat signature of it and its split files, the spec registered from them)
-_LOADED: dict[Path, tuple[tuple, TaskSpec]] = {}
+# task file -> (stat signature of it and its split files, the spec read from them)
+_READ: dict[Path, tuple[tuple, TaskSpec]] = {}
 
 DEFAULT_LOSS = {
     "classification": "cross_entropy",
@@ -146,8 +146,8 @@ class TaskFile(Config):
     """The validated content of a task file."""
 
     name: str
-    input: Literal["1d", "2d", "tabular"]
-    output: Literal["classification", "multilabel", "regression", "dense1d", "dense2d"]
+    input: str  # a name in orca.data.tasks.MODALITIES
+    output: str  # a name in orca.data.tasks.OUTPUT_KINDS
     metric: str
     splits: dict[str, str]
     description: str = ""
@@ -205,15 +205,56 @@ def _shape_targets(y: np.ndarray, output: str, x: np.ndarray) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def load_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec:
-    """Read, validate and register the task a YAML file declares; return its spec.
+def read_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec:
+    """Read and validate the task a YAML file declares; return its spec. Registers nothing
+    (`load_task_file` does).
 
-    Registering the same file again replaces its earlier registration; a name that belongs
-    to another task raises. Split files must lie inside the task file's folder (a relative
-    path without `..`; a symbolic link placed in the folder counts as inside), unless
-    `allow_outside` (the command line's `--allow-outside`): a task file handed around must
-    not read whatever files it names.
+    Split files must lie inside the task file's folder (a relative path without `..`; a
+    symbolic link placed in the folder counts as inside), unless `allow_outside` (the
+    command line's `--allow-outside`): a task file handed around must not read whatever
+    files it names. A file read before and unchanged, with its split files (same sizes and
+    modification times), is not read and fingerprinted again: its earlier spec is returned
+    (a benchmark builds one config per method and seed from the same task file).
     """
+    path, declared, files = _check_task_file(path, allow_outside)
+    signature = tuple(
+        (str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in (path, *files.values())
+    )
+    cached = _READ.get(path)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    spec = _read_spec(path, declared, files)
+    _READ[path] = (signature, spec)
+    return spec
+
+
+def load_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec:
+    """`read_task_file`, then register the task in orca.data.tasks.TASKS; return its spec.
+
+    Registering the same file again replaces its earlier registration (when the file or its
+    data changed); a name that belongs to another task raises."""
+    spec = read_task_file(path, allow_outside=allow_outside)
+    if not _still_registered(spec):
+        _register(spec)
+    return spec
+
+
+def check_task_name_free(spec: TaskSpec) -> None:
+    """Raise unless `spec`'s name is free or already belongs to the same task file."""
+    if spec.name in task_names():  # built-in tasks included, which register on first lookup
+        existing = TASKS.get(spec.name)
+        if existing.source_file != spec.source_file:
+            where = existing.source_file or "a built-in task"
+            raise ValueError(
+                f"{spec.source_file}: task name {spec.name!r} is already taken by {where}"
+            )
+
+
+def _check_task_file(
+    path: str | Path, allow_outside: bool
+) -> tuple[Path, TaskFile, dict[str, Path]]:
+    """The resolved path, its validated content and its split files (checked to exist, in a
+    readable format, and inside the folder unless `allow_outside`)."""
     import yaml
 
     path = Path(path).expanduser().resolve()
@@ -239,14 +280,11 @@ def load_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec
         check_inside(path, declared.splits)
     for split, file in files.items():
         check_split_file(file, path, split)
-    # A file already registered with unchanged files is not read and fingerprinted again
-    # (a benchmark builds one config per method and seed from the same task file).
-    signature = tuple(
-        (str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in (path, *files.values())
-    )
-    cached = _LOADED.get(path)
-    if cached is not None and cached[0] == signature and _still_registered(cached[1]):
-        return cached[1]
+    return path, declared, files
+
+
+def _read_spec(path: Path, declared: TaskFile, files: dict[str, Path]) -> TaskSpec:
+    """The task's spec: train is read now (shapes, outputs); the loader reads the rest."""
 
     def read(split: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = read_split_file(files[split], path, split)
@@ -274,7 +312,7 @@ def load_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec
     )
     num_outputs = declared.num_outputs or _infer_outputs(declared.output, y_train, path)
     try:
-        spec = TaskSpec(
+        return TaskSpec(
             name=declared.name,
             description=declared.description or f"task file {path.name}",
             modality=declared.input,
@@ -294,9 +332,6 @@ def load_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec
         )
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
-    _register(spec, path)
-    _LOADED[path] = (signature, spec)
-    return spec
 
 
 def _still_registered(spec: TaskSpec) -> bool:
@@ -321,11 +356,8 @@ def _infer_outputs(output: str, y: np.ndarray, path: Path) -> int:
     return int(y.shape[1])
 
 
-def _register(spec: TaskSpec, path: Path) -> None:
-    if spec.name in task_names():  # built-in tasks included, which register on first lookup
-        existing = TASKS.get(spec.name)
-        if existing.source_file != str(path):
-            where = existing.source_file or "a built-in task"
-            raise ValueError(f"{path}: task name {spec.name!r} is already taken by {where}")
+def _register(spec: TaskSpec) -> None:
+    check_task_name_free(spec)
+    if spec.name in TASKS:  # an earlier registration of the same file
         TASKS.unregister(spec.name)
     TASKS.register(spec.name, spec)

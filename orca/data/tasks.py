@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +15,6 @@ from orca.metrics import LOSSES, METRICS
 from orca.registry import Registry
 
 MODALITIES = ("1d", "2d", "tabular")
-OUTPUT_KINDS = ("classification", "multilabel", "regression", "dense1d", "dense2d")
 _DENSE = (
     ("mse", "l1", "relative_l2", "bce", "cross_entropy"),
     ("relative_l2", "nrmse", "mae", "one_minus_r2", "mae8", "one_minus_auroc_pixelwise"),
@@ -31,6 +30,7 @@ OUTPUT_CONTRACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dense1d": _DENSE,
     "dense2d": _DENSE,
 }
+OUTPUT_KINDS = tuple(OUTPUT_CONTRACTS)  # every output kind has a contract
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ class TaskSpec:
 
     name: str
     description: str
-    modality: Literal["1d", "2d", "tabular"]
+    modality: str  # one of MODALITIES
     input_shape: tuple[int, ...]
-    output: Literal["classification", "multilabel", "regression", "dense1d", "dense2d"]
+    output: str  # one of OUTPUT_KINDS
     num_outputs: int
     loss: str
     metric: str

@@ -10,6 +10,10 @@ Every body exposes the same interface to the rest of the model:
     output_size     the width of the tokens it returns
     output_grid(g)  the token grid it returns for an input token grid g (dense 2D heads)
     forward(tokens) (B, T, D) -> (B, T', output_size), its own input embedding not run
+
+The body kinds register their specs (BODIES) and loaders (BODY_LOADERS) in
+orca.model.text_body and orca.model.vision_body, which the package's __init__ imports, so
+every body is registered once anything in orca.model is imported.
 """
 
 from __future__ import annotations
@@ -150,7 +154,3 @@ def check_state_dict(
     if any(problems.values()):
         details = "; ".join(f"{kind}: {', '.join(keys)}" for kind, keys in problems.items() if keys)
         raise BodyWeightsError(f"weights at {source} do not match the architecture: {details}")
-
-
-# The body families register themselves on import.
-from orca.model import text_body, vision_body  # noqa: E402, F401

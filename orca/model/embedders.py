@@ -6,6 +6,10 @@ positional embeddings, both copied from the pretrained body. The conv is Xavier-
 Its bias is drawn from the same range as the weights: with a zero bias the LayerNorm makes
 each token blind to the scale of its input window, and PyTorch's default bias range is ~10x
 the weights' output for unit-scale inputs, which makes every token start as LayerNorm(bias).
+
+EMBEDDERS holds one factory per "body kind/input modality". The text-body embedders are
+here; the vision-body one is in orca.model.vision_embedder, which the package's __init__
+imports, so every embedder is registered once anything in orca.model is imported.
 """
 
 from __future__ import annotations
@@ -194,7 +198,3 @@ def tabular_embedder_for(body, input_shape: tuple[int, ...], max_seq_len: int) -
         positions=body.position_embeddings,
         position_offset=body.position_offset,
     )
-
-
-# The vision-body embedder lives in its own module and registers itself on import.
-from orca.model import vision_embedder  # noqa: E402, F401

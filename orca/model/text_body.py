@@ -22,6 +22,7 @@ from orca.model.bodies import (
     BodySpec,
     BodyWeightsError,
     MissingWeightsError,
+    parse_backbone,
 )
 
 # Checkpoint keys that belong to pretraining heads or the unused pooler: not a load error.
@@ -135,8 +136,6 @@ class TextBody(nn.Module):
 
 def load_text_body(name: str, *, pretrained: bool = True) -> TextBody:
     """Load a text body by registry name, hub id or local directory."""
-    from orca.model.bodies import parse_backbone
-
     return _load_text(parse_backbone(name), pretrained=pretrained)
 
 

@@ -2,15 +2,15 @@
 
 `OTDD` holds the fixed proxy (source) dataset and scores target datasets; all values are
 squared distances. `label_distances` and the Sinkhorn solver are usable on their own.
+The label distances (inner kinds) and the outer solvers are chosen by name from the
+registries INNER_KINDS and OUTER_KINDS; importing this package registers every kind.
 """
 
-from orca.otdd.distance import INNER_KINDS, OTDD, OUTER_KINDS, OTDDConfig, otdd
-from orca.otdd.label_distances import (
-    LABEL_DISTANCES,
-    LabelDistances,
-    class_groups,
-    label_distances,
-)
+from orca.otdd import bures  # noqa: F401  (registers the "gaussian" inner kind)
+from orca.otdd.distance import OTDD, OTDDConfig, otdd
+from orca.otdd.inner import INNER_KINDS
+from orca.otdd.label_distances import LabelDistances, class_groups, label_distances
+from orca.otdd.outer import OUTER_KINDS
 from orca.otdd.sinkhorn import (
     SinkhornPotentials,
     sinkhorn_cost,
@@ -22,7 +22,6 @@ from orca.otdd.sinkhorn import (
 
 __all__ = [
     "INNER_KINDS",
-    "LABEL_DISTANCES",
     "OTDD",
     "OUTER_KINDS",
     "LabelDistances",

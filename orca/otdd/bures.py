@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from orca.otdd.inner import LABEL_DISTANCES, InnerKind, all_pairs, upper_pairs
+from orca.otdd.inner import INNER_KINDS, InnerKind, all_pairs, upper_pairs
 
 _GAUSSIAN_PAIR_BUDGET = 2**24  # elements of the (pairs, d, d) blocks built at once
 
@@ -91,7 +91,7 @@ def _bures(a: GaussianMoments, b: GaussianMoments, cross: Tensor) -> Tensor:
     return (mean_term + bures).clamp_min(0.0)
 
 
-@LABEL_DISTANCES.register("gaussian")
+@INNER_KINDS.register("gaussian")
 class GaussianInner(InnerKind):
     """Bures-Wasserstein between class Gaussians fitted on every point (O(n d^2))."""
 

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from orca.config.base import Config, check_choice, check_number
-from orca.otdd import outer
+from orca.config.base import Config, check_number
 from orca.otdd.costs import (
     Centred,
     add_label_costs,
@@ -39,14 +38,13 @@ from orca.otdd.costs import (
     pairs_within_reach,
 )
 from orca.otdd.grouping import Side
-from orca.otdd.inner import Blocks, InnerKind
+from orca.otdd.inner import INNER_KINDS, Blocks, InnerKind
 from orca.otdd.label_distances import inner_kind
+from orca.otdd.outer import OUTER_KINDS
 from orca.otdd.scratch import reserve, scratch_scope
 from orca.otdd.sinkhorn import squared_distances
 from orca.otdd.solver import EXPONENT_FLOOR, with_gradient
 
-INNER_KINDS = ("exact", "sinkhorn", "gaussian")
-OUTER_KINDS = ("exact", "sinkhorn")
 _SELF_REACH_MARGIN = 10.0  # headroom in the self-term potentials' bound (see self_label_distances)
 
 
@@ -54,8 +52,8 @@ _SELF_REACH_MARGIN = 10.0  # headroom in the self-term potentials' bound (see se
 class OTDDConfig(Config):
     """How OTDD is computed. Validates itself; `to_dict()`/`from_dict()` round-trip."""
 
-    inner: Literal["exact", "sinkhorn", "gaussian"] = "exact"
-    outer: Literal["exact", "sinkhorn"] = "sinkhorn"
+    inner: str = "exact"  # a kind in INNER_KINDS (orca.otdd.inner): the label distances
+    outer: str = "sinkhorn"  # a kind in OUTER_KINDS (orca.otdd.outer): the outer problem
     epsilon: float = 0.1  # outer (and "sinkhorn" inner) regularisation, squared-distance units
     # Per-side cap on points in the outer problem: a seeded subset stratified by class.
     max_samples: int | None = 5000
@@ -71,8 +69,8 @@ class OTDDConfig(Config):
     seed: int = 0  # seeds every random subsample
 
     def __post_init__(self) -> None:
-        check_choice("inner", self.inner, INNER_KINDS)
-        check_choice("outer", self.outer, OUTER_KINDS)
+        INNER_KINDS.check(self.inner, field="inner")
+        OUTER_KINDS.check(self.outer, field="outer")
         check_number("epsilon", self.epsilon, minimum=0, exclusive_minimum=True)
         if self.max_samples is not None:
             check_number("max_samples", self.max_samples, minimum=1, integer=True)
@@ -207,6 +205,7 @@ class OTDD:
             options = {"epsilon": cfg.epsilon, "max_iter": cfg.sinkhorn_max_iter}
             options["tol"] = cfg.sinkhorn_tol
         self._inner = inner_kind(cfg.inner, **options)
+        self._outer = OUTER_KINDS.get(cfg.outer)
         self._source = self._side(xs, ys)
         self._source_centred = centred(self._source.points)
         self._moved: dict[tuple[torch.device, torch.dtype], tuple[Side, Centred]] = {}
@@ -214,7 +213,7 @@ class OTDD:
         self.source_label_distances: Tensor | None = None
         self._source_self_cost: float | None = None  # OT_eps(s, s)
         with torch.no_grad(), scratch_scope():
-            if cfg.outer == "exact":  # W_ss and OT_eps(s, s) are not needed
+            if not self._outer.debiased:  # W_ss and OT(s, s) are not needed
                 self._source_state = self._inner.prepare(self._source, None)
                 return
             cost = distance_matrix(self._source_centred, None, cfg.chunk_size, "outer cost")
@@ -225,7 +224,7 @@ class OTDD:
             )
             self.source_label_distances = labels.to(device=xs.device, dtype=xs.dtype)
             add_label_costs(cost, labels.nan_to_num(0.0), self._source, self._source)
-            self._source_self_cost = float(self._entropic(cost, symmetric=True)[0])
+            self._source_self_cost = float(self._solve(cost, symmetric=True)[0])
 
     def _side(self, features: Tensor, labels: Tensor) -> Side:
         cap = self.config.max_samples_per_class if self._inner.sample_based else None
@@ -252,9 +251,10 @@ class OTDD:
         """W_st (C_s, C_t) between the source and a target side."""
         return self._inner.between(self._source, self._source_state, target, state, cross)
 
-    def _entropic(self, cost: Tensor, symmetric: bool = False, points=None):
+    def _solve(self, cost: Tensor, symmetric: bool = False, points=None):
+        """The outer problem of `cost` by the configured OUTER_KINDS solver."""
         cfg = self.config
-        return outer.entropic(
+        return self._outer.solve(
             cost, cfg.epsilon, cfg.sinkhorn_max_iter, cfg.sinkhorn_tol, symmetric, points
         )
 
@@ -296,7 +296,7 @@ class OTDD:
         target = self._side(xt, yt)  # target.points: xt reordered by class, with autograd
         wants_gradient = torch.is_grad_enabled() and target.points.requires_grad
         with torch.no_grad(), scratch_scope():
-            if cfg.outer == "sinkhorn":
+            if self._outer.debiased:
                 size = len(target) * max(len(target), len(self._source))
                 reserve("outer cost", size, target.points)  # the (m, m) then the (n, m) cost
                 reserve("outer kernel", size, target.points)
@@ -304,7 +304,7 @@ class OTDD:
             else:
                 state = self._inner.prepare(target, None)
             value, gradient = self._cross_term(target, state, wants_gradient)
-            if cfg.outer == "sinkhorn":
+            if self._outer.debiased:
                 value = value - 0.5 * self._source_self_cost - 0.5 * value_t
                 if wants_gradient:
                     gradient = gradient - 0.5 * gradient_t
@@ -321,7 +321,7 @@ class OTDD:
         del own
         add_label_costs(cost, labels.nan_to_num(0.0), target, target)
         points = (target_centred.points, target_centred.points) if wants_gradient else None
-        value, gradient = self._entropic(cost, symmetric=True, points=points)
+        value, gradient = self._solve(cost, symmetric=True, points=points)
         return state, value, gradient
 
     def _cross_term(self, target: Side, state: Any, wants_gradient: bool):
@@ -336,9 +336,7 @@ class OTDD:
         points = None
         if wants_gradient:
             points = (source_centred.points, target.points.detach() - source_centred.shift)
-        if self.config.outer == "exact":
-            return outer.exact(cost, points)
-        return self._entropic(cost, points=points)
+        return self._solve(cost, points=points)
 
 
 def otdd(

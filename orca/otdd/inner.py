@@ -8,7 +8,7 @@ Notation (the quantities are described in `orca.otdd.label_distances`)
     state            what a kind computes from ONE side alone (Sinkhorn self terms, Gaussian
                      moments); computed once per side, so OTDD computes its source's once
 
-Each kind (a class registered in `LABEL_DISTANCES`, constructed with its options) has
+Each kind (a class registered in `INNER_KINDS`, constructed with its options) has
     prepare(side, own)                     -> state     (own: the side's Blocks with itself,
                                                          or None to build the diagonal ones)
     within(side, state, own, pairs)        -> W (C, C), symmetric, zero diagonal; pairs
@@ -38,7 +38,7 @@ from orca.registry import Registry
 
 _EMD_MAX_ITER = 10_000_000  # network-simplex pivot cap: headroom over POT's default of 1e5
 
-LABEL_DISTANCES: Registry[type[InnerKind]] = Registry("label distance")
+INNER_KINDS: Registry[type[InnerKind]] = Registry("inner kind")
 
 
 class Blocks:
@@ -128,7 +128,7 @@ class InnerKind:
         raise NotImplementedError
 
 
-@LABEL_DISTANCES.register("exact")
+@INNER_KINDS.register("exact")
 class ExactInner(InnerKind):
     """Exact W_2^2 between class samples, one exact OT problem per pair of classes on its
     squared-distance block (see `exact_values`); nothing else is shared between pairs."""
@@ -168,7 +168,7 @@ def threaded_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return list(pool.map(fn, items))
 
 
-@LABEL_DISTANCES.register("sinkhorn")
+@INNER_KINDS.register("sinkhorn")
 class SinkhornInner(InnerKind):
     """Debiased Sinkhorn divergence S_eps(alpha_i, beta_j) = OT_eps(i, j) - 1/2 OT_eps(i, i)
     - 1/2 OT_eps(j, j). The self terms are a side's state: one symmetric problem per class,

@@ -7,7 +7,7 @@ Notation
     alpha_i                empirical distribution of the rows of X_a with the i-th label of a
     W (C_a, C_b)           W[i, j] = W_2(alpha_i, beta_j)^2, a SQUARED distance
 
-Three kinds are registered in `LABEL_DISTANCES` (choose with `kind=`):
+Three kinds are registered in `INNER_KINDS` (choose with `kind=`):
     "exact"     exact OT (network simplex, POT's `ot.emd2`) with squared-Euclidean cost.
     "sinkhorn"  debiased entropic Sinkhorn divergence S_eps with squared-Euclidean cost,
                 OT_eps = <P, C> + eps KL (see `orca.otdd.sinkhorn`); eps = 0.1 by default.
@@ -16,8 +16,9 @@ Three kinds are registered in `LABEL_DISTANCES` (choose with `kind=`):
 
 The kinds themselves live in `orca.otdd.inner` and `orca.otdd.bures`, where the work that
 depends on one side only is split from the work on pairs (OTDD reuses the former for its
-fixed source). Every result is detached: in OTDD the gradient reaches features only through
-the feature term.
+fixed source); the package's `__init__` imports both, so every kind is registered once
+anything in `orca.otdd` is imported. Every result is detached: in OTDD the gradient reaches
+features only through the feature term.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from orca.otdd import bures  # noqa: F401  (registers the "gaussian" kind)
 from orca.otdd.grouping import Side, class_layout
-from orca.otdd.inner import LABEL_DISTANCES, Blocks, InnerKind
+from orca.otdd.inner import INNER_KINDS, Blocks, InnerKind
 
-__all__ = ["LABEL_DISTANCES", "LabelDistances", "class_groups", "inner_kind", "label_distances"]
+__all__ = ["INNER_KINDS", "LabelDistances", "class_groups", "inner_kind", "label_distances"]
 
 
 class LabelDistances(NamedTuple):
@@ -66,7 +66,7 @@ def _options_of(kind: type[InnerKind]) -> list[str]:
 def inner_kind(kind: str, **opts: Any) -> InnerKind:
     """The registered kind `kind`, built with its options. Raises ValueError for an unknown
     kind (listing the valid ones) or an unknown option (listing the valid options)."""
-    cls = LABEL_DISTANCES.get(kind)
+    cls = INNER_KINDS.get(kind)
     unknown = sorted(set(opts) - set(_options_of(cls)))
     if unknown:
         valid = ", ".join(_options_of(cls)) or "none"

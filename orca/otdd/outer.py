@@ -16,15 +16,23 @@ respect to the target points (through D only; the label term carries no gradient
 These are formed while the coupling is at hand (one (m, n) x (n, d) product, the same one
 autograd would do), so no (n, m) array is kept for the backward pass and D is built without
 autograd.
+
+The solvers are registered by name in OUTER_KINDS (OTDDConfig.outer is checked against it):
+    "sinkhorn"  entropic OT_eps, debiased: OTDD = OT_eps(s,t) - 1/2 OT_eps(s,s) - 1/2 OT_eps(t,t)
+    "exact"     the exact OT cost min_P <P, M> (network simplex), not debiased
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from orca.otdd.exact import emd_plan, warm_potentials
 from orca.otdd.solver import Solution, entropic_values, solve_one
+from orca.registry import Registry
 
 _EMD_MAX_ITER = 100_000_000  # network-simplex pivots for the outer exact problem
 
@@ -85,3 +93,24 @@ def exact(cost: Tensor, points: tuple[Tensor, Tensor] | None = None) -> tuple[Te
         marginal = plan.sum(0).unsqueeze(1)  # (m, 1)
         gradient = 2.0 * (marginal * y.detach().to("cpu", torch.float64) - product)
     return value, gradient.to(device=y.device, dtype=y.dtype)
+
+
+@dataclass(frozen=True)
+class OuterKind:
+    """An outer solver: `solve(cost, epsilon, max_iter, tol, symmetric, points)` gives the
+    value (float64 scalar) and, with `points` = (x, y), its gradient (m, d) with respect to
+    y. `debiased`: OTDD subtracts half of each side's self term OT(s, s) and OT(t, t), which
+    the same `solve` computes with symmetric=True (x is y, the points of both sides)."""
+
+    solve: Callable[..., tuple[Tensor, Tensor | None]]
+    debiased: bool
+
+
+def _exact_solve(cost, epsilon, max_iter, tol, symmetric=False, points=None):
+    """`exact` in the OuterKind signature: no regularisation, iteration cap or tolerance."""
+    return exact(cost, points)
+
+
+OUTER_KINDS: Registry[OuterKind] = Registry("outer kind")
+OUTER_KINDS.register("sinkhorn", OuterKind(solve=entropic, debiased=True))
+OUTER_KINDS.register("exact", OuterKind(solve=_exact_solve, debiased=False))

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from orca.methods import METHODS
 from orca.registry import Registry
 from orca.reporting.comparison import RUN_FIELDS
 from orca.reporting.significance import (
@@ -55,7 +56,8 @@ from orca.reporting.significance import (
 
 HELD, NOT_HELD = "held", "did not hold"
 NOT_DISTINGUISHABLE, NOT_TESTED = "not distinguishable", "not tested"
-ALIGNMENT_VARIANTS = ("orca", "orca-mmd", "orca-l2", "orca-cosine")
+# ORCA with each alignment metric: the methods that run stage 2, as orca.methods says
+ALIGNMENT_VARIANTS = tuple(name for name, spec in METHODS.items() if spec.align)
 
 # task -> method -> seed -> the run's score (smaller is better); a seed run twice, its mean
 Scores = dict[str, dict[str, dict[Any, float]]]

@@ -30,6 +30,7 @@ from orca.atomic import atomic_path
 from orca.config.stages import RefineConfig
 from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task
+from orca.stages.refine_train import fine_tune_and_save
 from orca.training.finetune import EpochRecord
 from orca.training.replicas import process_group
 from orca.training.torchrun import run_module
@@ -49,7 +50,7 @@ def fine_tune_on_processes(
     mode: str = "full",
     pretrained: bool = True,
 ) -> dict[str, Any]:
-    """orca.stages.refine.fine_tune_and_save on `config.processes` torchrun processes;
+    """orca.stages.refine_train.fine_tune_and_save on `config.processes` torchrun processes;
     `on_epoch` is called here for each epoch the main rank reports. On a CUDA machine each
     process needs a GPU of its own (NCCL)."""
     gpus = torch.cuda.device_count()
@@ -90,8 +91,6 @@ def fine_tune_on_processes(
 
 def run_rank(job: dict[str, Any]) -> None:
     """One rank of the job (in a process that torchrun started)."""
-    from orca.stages.refine import fine_tune_and_save
-
     if job["task_file"] is not None:
         load_task_file(job["task_file"], allow_outside=True)  # the parent accepted it
     records = Path(job["records"])

@@ -1,12 +1,7 @@
 """Stage 2: train the embedder alone so the embedded target data moves toward the proxy.
 
-Two procedures (AlignConfig.procedure):
-    per_class  the authors': per epoch, visit the target classes in random order; for
-               class c, embed at most `samples_per_class` of its examples, mean-pool over
-               tokens, and backpropagate w_c * loss(proxy, target restricted to c), with
-               w_c the class frequency. One optimizer step per epoch.
-    minibatch  per epoch, shuffle the targets into batches of `batch_size` and take one
-               optimizer step per batch on loss(proxy, batch) with the batch's labels.
+An epoch runs the procedure AlignConfig.procedure names in
+orca.training.align_procedures.ALIGN_PROCEDURES ("per_class", the authors', or "minibatch").
 StepLR (x lr_gamma at lr_milestones) steps once per epoch in both. Only the embedder runs;
 the body never does. distances[k] is the epoch-k loss; the last entry is measured after
 training, with no step. Training stops early once an epoch's loss is <= target_distance.
@@ -24,7 +19,7 @@ import torch
 from orca import stopping
 from orca.alignment.metrics import create_alignment_metric
 from orca.config.stages import AlignConfig
-from orca.registry import Registry
+from orca.training.align_procedures import ALIGN_PROCEDURES, EpochContext
 from orca.training.align_state import AlignCheckpoint
 from orca.training.optim import create_optimizer
 
@@ -33,21 +28,6 @@ from orca.training.optim import create_optimizer
 class AlignHistory:
     distances: list[float]  # distances[k]: loss in epoch k; the last: after training
     stopped_early: bool = False  # reached target_distance before the epoch limit
-
-
-@dataclass
-class _EpochContext:
-    embed: Callable[[torch.Tensor], torch.Tensor]
-    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    x: torch.Tensor
-    labels: torch.Tensor
-    config: AlignConfig
-    generator: torch.Generator
-    optimizer: torch.optim.Optimizer
-
-
-# procedure name -> run one epoch (train=False: measure only); returns the epoch's loss
-PROCEDURES: Registry[Callable[[_EpochContext, bool], float]] = Registry("align procedure")
 
 
 def alignment_metric(
@@ -64,47 +44,6 @@ def alignment_metric(
         max_samples=config.max_source_samples,
         seed=seed,
     )
-
-
-@PROCEDURES.register("per_class")
-def _per_class_epoch(ctx: _EpochContext, train: bool) -> float:
-    classes, counts = torch.unique(ctx.labels, return_counts=True)
-    weights = (counts.double() / counts.sum()).tolist()
-    cap = ctx.config.samples_per_class
-    total = 0.0
-    if train:
-        ctx.optimizer.zero_grad(set_to_none=True)
-    for c in torch.randperm(len(classes), generator=ctx.generator).tolist():
-        index = torch.nonzero(ctx.labels == classes[c]).flatten()
-        if len(index) > cap:
-            index = index[torch.randperm(len(index), generator=ctx.generator)[:cap]]
-        features = ctx.embed(ctx.x[index]).mean(dim=1)  # (n_c, T, D) -> (n_c, D)
-        loss = weights[c] * ctx.metric(features, ctx.labels[index])
-        if train:
-            loss.backward()  # gradients accumulate over classes: one step per epoch
-        total += float(loss.detach())
-    if train:
-        ctx.optimizer.step()
-    return total
-
-
-@PROCEDURES.register("minibatch")
-def _minibatch_epoch(ctx: _EpochContext, train: bool) -> float:
-    order = torch.randperm(len(ctx.x), generator=ctx.generator)
-    total, seen = 0.0, 0
-    for start in range(0, len(order), ctx.config.batch_size):
-        index = order[start : start + ctx.config.batch_size]
-        if len(index) < 2:  # a one-point batch has no distribution to compare
-            continue
-        features = ctx.embed(ctx.x[index]).mean(dim=1)  # (b, T, D) -> (b, D)
-        loss = ctx.metric(features, ctx.labels[index])
-        if train:
-            ctx.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            ctx.optimizer.step()
-        total += float(loss.detach()) * len(index)
-        seen += len(index)
-    return total / max(seen, 1)
 
 
 def train_embedder(
@@ -133,16 +72,17 @@ def train_embedder(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
     )
-    ctx = _EpochContext(
+    ctx = EpochContext(
         embed=model.embed,
         metric=alignment_metric(config, source_features, source_labels, seed),
         x=x,
         labels=labels,
-        config=config,
+        samples_per_class=config.samples_per_class,
+        batch_size=config.batch_size,
         generator=torch.Generator().manual_seed(seed),
         optimizer=optimizer,
     )
-    run_epoch = PROCEDURES.get(config.procedure)
+    run_epoch = ALIGN_PROCEDURES.get(config.procedure)
     model.embedder.train()
     distances: list[float] = []
     checkpoint = None

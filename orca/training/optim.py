@@ -1,4 +1,5 @@
-"""Optimizers and learning-rate schedules, by name."""
+"""Optimizers (OPTIMIZERS) and learning-rate schedules (SCHEDULES), by name: the configs'
+optimizer and schedule fields are checked against these registries."""
 
 from __future__ import annotations
 
@@ -76,21 +77,26 @@ def parameter_groups(
     return [group for group in groups if group["params"]]
 
 
+# Decay of the LR multiplier after warm-up, by name (RefineConfig.schedule): progress in
+# [0, 1] through the steps after warm-up -> multiplier.
+SCHEDULES: Registry[Callable[[float], float]] = Registry("schedule")
+SCHEDULES.register("linear", lambda progress: 1.0 - progress)
+SCHEDULES.register("cosine", lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)))
+SCHEDULES.register("constant", lambda progress: 1.0)
+
+
 def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str) -> Callable[[int], float]:
-    """LR multiplier per optimizer step: linear warm-up, then linear/cosine decay to 0
-    (or constant). Step counts are optimizer steps, not epochs."""
+    """LR multiplier per optimizer step: linear warm-up, then the SCHEDULES entry `decay`
+    (linear or cosine decay to 0, or constant). Step counts are optimizer steps, not epochs.
+    An unknown `decay` raises UnknownNameError (a ValueError) listing the schedules."""
+    decay_factor = SCHEDULES.get(decay)
     total_steps = max(total_steps, 1)
     warmup_steps = min(max(warmup_steps, 0), total_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        if decay == "constant":
-            return 1.0
         progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-        progress = min(max(progress, 0.0), 1.0)
-        if decay == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
+        return decay_factor(min(max(progress, 0.0), 1.0))
 
     return factor
