@@ -179,7 +179,7 @@ def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
             method=winner["method"],
             seed=winner["seed"],
             task_file=winner.get("task_file"),
-            allow_outside=True,  # a task file the sweep already ran with, re-registered
+            allow_outside=True,  # a task file the sweep already ran with
         )
         reference = {"path": winner["model_path"], "fingerprint": winner["model_fingerprint"]}
         version = register_model.fn(winner["run_id"], config, reference)

@@ -210,8 +210,11 @@ def register_model(run_id: str, config: PipelineConfig, model_ref: dict[str, Any
     Returns the registered model version. A version with the same weights fingerprint
     is linked (tagged) rather than logged again.
     """
+    from orca.data.task_file import load_task_file
     from orca.stages.evaluate import load_trained_model
 
+    if config.task_file is not None:  # a user's task, maybe not yet known to this process
+        load_task_file(config.task_file, allow_outside=config.allow_outside)
     logger = run_logger()
     client = _client()
     name = registered_model_name(config.task)
