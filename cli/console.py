@@ -14,12 +14,14 @@ every object tracked so far out of the collector's reach):
 Objects frozen are still freed by reference counting; only reference cycles among them
 are never collected, which costs nothing for objects that live until the process exits.
 This is done only where the process is the command's own: `cli.main.main` called from
-another program (the tests) leaves that program's collector alone.
+another program (the tests) leaves that program's collector alone. `python -m cli.console`
+and `python -m cli.main` run it too.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 
 from cli.main import main
 
@@ -29,3 +31,7 @@ def console_main() -> int:
     code = main(after_load=gc.freeze)
     gc.freeze()  # after everything the command did: nothing left for the exit to walk
     return code
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())

@@ -12,22 +12,28 @@ it do any work, and the flow run ends Completed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
+import typer
 
-def add_parser(commands) -> None:
-    retry = commands.add_parser(
-        "retry", help="run a failed pipeline or stage flow run again (finished stages Cached)"
-    )
-    retry.add_argument("flow_run_id", metavar="FLOW_RUN_ID", help="as `orca run --json` prints")
-    retry.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
+from cli.command import Args, Command, CommandFailed
+from cli.options import Json
+
+
+def define_retry(
+    flow_run_id: Annotated[
+        str, typer.Argument(metavar="FLOW_RUN_ID", help="as `orca run --json` prints it")
+    ],
+    json: Json = False,
+) -> Args:
+    """Run a failed pipeline or stage flow run again: its finished stages come back Cached."""
+    return Args(**locals())
 
 
 def retryable_flows() -> dict[str, Any]:
@@ -55,7 +61,7 @@ class Retry:
     parameters: dict[str, Any]
 
 
-def prepare(args: argparse.Namespace) -> Retry:
+def prepare(args: Args) -> Retry:
     """Read the flow run back and check it can be retried; ValueError says why not."""
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
@@ -98,23 +104,15 @@ def prepare(args: argparse.Namespace) -> Retry:
     return Retry(flow, flow_run_id, dict(flow_run.parameters))
 
 
-def run(args: argparse.Namespace, retry: Retry) -> dict[str, Any]:
+def run(args: Args, retry: Retry) -> dict[str, Any]:
     """Schedule the flow run again and run it here; print its summary (or JSON)."""
-    from prefect import get_client
-    from prefect.flow_engine import run_flow
-    from prefect.states import Scheduled
-
-    from cli.progress import progress_bar
+    from cli.progress import progress_bars
+    from runtime.prefect_api import run_flow_run_again
 
     started = time.perf_counter()
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(
-            retry.flow_run_id, Scheduled(message="Retried by `orca retry`"), force=True
-        )
-        flow_run = client.read_flow_run(retry.flow_run_id)
-    with progress_bar(enabled=not args.json):
-        state = run_flow(
-            retry.flow, flow_run=flow_run, parameters=retry.parameters, return_type="state"
+    with progress_bars(not args.json, label=f"retry {retry.flow.name}"):
+        state = run_flow_run_again(
+            retry.flow, retry.flow_run_id, retry.parameters, "Retried by `orca retry`"
         )
     result = {
         **result_or_exit(state),
@@ -125,9 +123,8 @@ def run(args: argparse.Namespace, retry: Retry) -> dict[str, Any]:
     if args.json:
         print(json.dumps(result))
         return result
-    states = result["stages"] if "stages" in result else result["states"]  # pipeline | stage
     print(f"\nflow run {retry.flow_run_id} ({retry.flow.name}) retried and completed")
-    print("stages: " + ", ".join(f"{name}={state}" for name, state in states.items()))
+    print("stages: " + ", ".join(f"{name}={state}" for name, state in result["states"].items()))
     if "metric" in result:
         print(f"test {result['metric']} = {result['value']:.4f}")
     print(f"{result['wall_seconds']} s")
@@ -136,7 +133,8 @@ def run(args: argparse.Namespace, retry: Retry) -> dict[str, Any]:
 
 def result_or_exit(state) -> Any:
     """The result of a flow run that ended in `state`. If it did not complete, say on stderr
-    how to retry it and exit with status 1 (Prefect has already logged the traceback)."""
+    how to retry it and raise CommandFailed: exit status 1 (Prefect has already logged the
+    traceback)."""
     if state.is_completed():
         return state.result()
     flow_run_id = state.state_details.flow_run_id
@@ -146,7 +144,7 @@ def result_or_exit(state) -> Any:
         "back Cached",
         file=sys.stderr,
     )
-    raise SystemExit(1)
+    raise CommandFailed(f"flow run {flow_run_id} ended {state.name}")
 
 
 def _prefect_api() -> str:
@@ -155,3 +153,6 @@ def _prefect_api() -> str:
     if url:
         return f"the Prefect API at {url}"
     return f"the Prefect database under {os.environ.get('PREFECT_HOME', '~/.prefect')}"
+
+
+COMMANDS = {"retry": Command(define_retry, prepare, run, uses_prefect=True)}

@@ -23,7 +23,7 @@ from orca import stopping
 from orca.config.pipeline import PipelineConfig
 from orca.config.sweep import SweepConfig
 from runtime.prefect_api import heartbeats_off
-from tasks import storage, sweep_tracking
+from tasks import progress, storage, sweep_tracking
 from tasks.sweep_runs import reuse_or_rerun, run_label, run_pipeline
 
 
@@ -62,6 +62,7 @@ def sweep(config: SweepConfig) -> dict[str, Any] | State:
             state = future.wait() or future.state
             if not state.is_completed():
                 failures.append(f"{run_label(run)}: {state.message}")
+                progress.run_ended(run_label(run), state.name)
                 continue
             try:
                 result = future.result()
@@ -69,8 +70,10 @@ def sweep(config: SweepConfig) -> dict[str, Any] | State:
                     result = reuse_or_rerun(run_in_sweep, run, parent, result)
             except Exception as error:  # a rerun of a reused run failed: record it, go on
                 failures.append(f"{run_label(run)}: {type(error).__name__}: {error}")
+                progress.run_ended(run_label(run), "Failed")
                 continue
             results.append(result)
+            progress.run_ended(run_label(run), state.name)
     sweep_tracking.finish_parent_run(parent, len(results), failures)
     out = {"sweep_run_id": parent, "results": results, "failures": failures}
     if failures:

@@ -27,6 +27,11 @@ from pathlib import Path
 from orca.atomic import atomic_path
 from runtime.state import StateDir
 
+# MLflow's SQL store module (not public): about 0.5 s to import, so a command that will
+# track imports it while the Prefect API boots (cli/command.py), not on the way to its
+# first MLflow run.
+SQL_STORE_MODULE = "mlflow.store.tracking.sqlalchemy_store"
+
 SQLITE_URI_PREFIX = "sqlite:///"
 # MLflow's SQL store makes its tables (every migration) and the Default experiment.
 MAKE_STORE = (

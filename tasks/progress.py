@@ -53,6 +53,7 @@ class ProgressEvent:
     total: int = 0
     unit: str = "epochs"
     state: str | None = None  # the final state name (Completed, Cached, Failed) once ended
+    run: str | None = None  # set: a sweep's whole run `run` has ended in `state` (stage "")
 
     @property
     def percent(self) -> float:
@@ -88,6 +89,12 @@ def notify(event: ProgressEvent) -> None:
         listeners = list(_listeners)
     for listener in listeners:
         listener(event)
+
+
+def run_ended(run: str, state_name: str) -> None:
+    """Tell the listeners that a sweep's run `run` has ended in the state `state_name`: sent
+    by the sweep flow, so it is heard for runs in worker processes and runs reused whole."""
+    notify(ProgressEvent("", state=state_name, run=run))
 
 
 def stage_ended(stage: str, state_name: str) -> None:

@@ -217,13 +217,13 @@ CLI_CASES = [
 
 @pytest.mark.parametrize(("argv", "message"), CLI_CASES)
 def test_cli_arguments(argv, message, tmp_path, capsys, monkeypatch):
-    from cli import bench as cli_bench
-    from cli import main as cli
+    from cli import commands_report, commands_run, commands_sweep
 
-    for name in ("_run_pipeline", "_ingest"):
-        monkeypatch.setattr(cli, name, _no_work)
-    for name in ("run_bench", "run_ablations", "run_demo"):
-        monkeypatch.setattr(cli_bench, name, _no_work)
+    for name in ("run_pipeline", "ingest"):
+        monkeypatch.setattr(commands_run, name, _no_work)
+    for name in ("run_bench", "run_demo"):
+        monkeypatch.setattr(commands_sweep, name, _no_work)
+    monkeypatch.setattr(commands_report, "run_ablations", _no_work)
     good_task_file(tmp_path, "cli-declared")
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
     assert main(argv) == 2
@@ -266,7 +266,8 @@ FLOW_CASES = [
     pytest.param(
         "pipeline",
         {"config": {**GOOD, "align": {"procedure": "batch"}}},
-        r"config\.align\.procedure: Input should be 'per_class' or 'minibatch'",
+        r"config\.align: .*align\.procedure: unknown align procedure 'batch'; "
+        r"valid align procedures: minibatch, per_class",
         id="flow-pipeline-unknown-align-procedure",
     ),
     pytest.param(

@@ -3,7 +3,7 @@ processes logging to one MLflow store at once.
 
 The commands run in the default `background` API mode (runtime/state_server.py), so they
 share the state directory's one Prefect server; stage keys are locked across processes
-(tasks/locks.py), so each stage is computed by one command and Cached for the other.
+(runtime/locks.py), so each stage is computed by one command and Cached for the other.
 """
 
 from __future__ import annotations

@@ -56,18 +56,25 @@ def api_value(arrays, **config):
 )
 def test_value_matches_the_library(files, capsys, flags, config):
     source, target, arrays = files
-    assert main(["otdd", str(source), str(target), "--json", "--precision", "float64", *flags]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    result = json.loads(lines[-1])
+    argv = ["otdd", str(source), str(target), "--precision", "float64", *flags]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1  # with --json, stdout holds the JSON object alone
+    result = json.loads(lines[0])
     assert set(result) == {"value", "seconds", "inner", "outer"}
     expected = api_value(arrays, **config)
     assert result["value"] == pytest.approx(expected, rel=1e-9)
     assert result["inner"] == config.get("inner", "exact")
     sampled = "max_samples" in config  # fewer points than the files hold
     assert result["outer"] == ("sampled" if sampled else config.get("outer", "sinkhorn"))
-    assert ("sampled: sinkhorn on 25 of up to" in lines[1]) == sampled
+    assert ("sampled: sinkhorn on 25 of up to" in captured.err) == sampled
     assert result["seconds"] >= 0
+    assert main(argv) == 0  # the same in words
+    lines = capsys.readouterr().out.strip().splitlines()
     assert "OTDD" in lines[0] and f"{expected:.6g}" in lines[0]
+    assert len(lines) == (2 if sampled else 1)
+    assert ("sampled: sinkhorn on 25 of up to" in lines[-1]) == sampled
 
 
 def test_human_readable_without_json(files, capsys):
@@ -161,7 +168,8 @@ def test_bad_option_is_a_clean_error(files, capsys):
     source, target, _ = files
     assert main(["otdd", str(source), str(target), "--inner", "wasserstein"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("orca otdd: error: ") and "'gaussian'" in err
+    assert err.startswith("orca otdd: error: inner: unknown inner kind 'wasserstein'; ")
+    assert "valid inner kinds: exact, gaussian, sinkhorn" in err
     assert main(["otdd", str(source), str(target), "--epsilon", "-1"]) == 2
     assert "epsilon" in capsys.readouterr().err
 

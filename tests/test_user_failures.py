@@ -18,13 +18,20 @@ from orca.config.pipeline import PipelineConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_task_file_config_unpickled_in_a_fresh_process_knows_its_task(tmp_path):
+def test_a_task_file_config_unpickled_in_a_fresh_process_can_load_its_task(tmp_path):
+    """Unpickling registers nothing (nor does construction): the process that runs the
+    stages registers the file (tasks/stage_runs.py); the config's data version is known
+    before that."""
     task_file = write_task(tmp_path, name="pickled-task")
     config = PipelineConfig.for_task(None, task_file=str(task_file), method="knn")
     program = (
         "import pickle, sys\n"
-        "from orca.data.tasks import get_task\n"
+        "from orca.data.task_file import load_task_file\n"
+        "from orca.data.tasks import get_task, task_names\n"
         "config = pickle.loads(sys.stdin.buffer.read())\n"
+        "assert config.task not in task_names()\n"
+        "version = config.data_version\n"
+        "assert load_task_file(config.task_file).data_version == version\n"
         "print(get_task(config.task).name)\n"
     )
     done = subprocess.run(
@@ -50,19 +57,19 @@ def test_bench_with_two_task_files_on_two_worker_processes(prefect_harness, tmp_
     assert sorted(r["task"] for r in bench["results"]) == ["task-a", "task-b"]
 
 
-def test_a_benchmark_with_a_failed_run_exits_1_and_its_flow_run_is_failed(
+def test_a_sweep_with_a_failed_run_exits_1_and_its_flow_run_is_failed(
     prefect_harness, tmp_path, capsys, monkeypatch
 ):
-    import flows.pipeline
+    import flows.sweep
 
-    real_pipeline = flows.pipeline.pipeline
+    real_pipeline = flows.sweep.pipeline
 
     def pipeline(config, **kwargs):
         if config.method == "linear":
             raise RuntimeError("injected run failure")
         return real_pipeline(config, **kwargs)
 
-    monkeypatch.setattr(flows.pipeline, "pipeline", pipeline)
+    monkeypatch.setattr(flows.sweep, "pipeline", pipeline)  # what run_in_sweep calls
     task_file = write_task(tmp_path, name="half-failing")
     argv = ["bench", "--task-file", str(task_file), "--methods", "knn", "linear"]
     assert main([*argv, "--seeds", "1", "--json"]) == 1
