@@ -186,3 +186,33 @@ def test_each_method_sets_its_stages(method, metric, epochs, mode, pretrained):
     config = PipelineConfig.for_task("gunpoint", method=method)
     assert config.align.metric == metric and config.align_epochs == epochs
     assert config.refine_mode == mode and config.pretrained_body is pretrained
+
+
+def test_prefects_parameter_schema_lists_each_registry_as_it_is_now():
+    """The flow-parameter schema (the Prefect UI's drop-downs, the server's check of a new
+    run) takes each choice field's enum from its registry when the schema is made: an entry
+    registered later is listed, with no config edited."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.pipeline import pipeline
+    from orca.training.optim import OPTIMIZERS
+
+    def enums() -> dict[str, list[str]]:
+        definitions = parameter_schema(pipeline).model_dump()["definitions"]
+        return {
+            f"{config}.{name}": spec["enum"]
+            for config, schema in definitions.items()
+            for name, spec in schema["properties"].items()
+            if "enum" in spec
+        }
+
+    before = enums()
+    assert before["AlignConfig.metric"] == ["otdd", "mmd", "l2", "cosine"]
+    assert before["RefineConfig.schedule"] == ["linear", "cosine", "constant"]
+    assert before["PipelineConfig.method"][:2] == ["orca", "orca-mmd"]
+    assert "lion" not in before["RefineConfig.optimizer"]
+    OPTIMIZERS.register("lion", OPTIMIZERS.get("adamw"))
+    try:
+        assert enums()["RefineConfig.optimizer"] == ["sgd", "adam", "adamw", "lion"]
+    finally:
+        OPTIMIZERS.unregister("lion")

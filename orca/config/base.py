@@ -8,7 +8,10 @@ below, so that a bad value raises `ValueError` naming the field, the value and w
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import math
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -48,8 +51,58 @@ def check_number(
         raise ValueError(f"{field}={value!r} is out of range; expected <= {maximum}")
 
 
+class Registered:
+    """Annotation metadata of a str config field whose valid values are a registry's names:
+
+        optimizer: Annotated[str, Registered("orca.training.optim", "OPTIMIZERS")] = "adam"
+
+    - `Config.check_registered(prefix)` checks every such field against its registry (an
+      unknown name raises, naming the field, the value and the valid names), so registering
+      an entry is all it takes to make it a valid choice;
+    - a JSON schema made from the config lists the registry's names, in registration order,
+      as the field's enum. Prefect makes one for a flow's parameters: its UI shows a
+      drop-down, and its server refuses a run whose parameters name no entry.
+
+    The registry is named by module and attribute, and imported only when it is needed, so
+    a config module does not import torch, and no registry module imports a config.
+    """
+
+    def __init__(self, module: str, attribute: str) -> None:
+        self.module, self.attribute = module, attribute
+
+    def registry(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.attribute)
+
+    def __repr__(self) -> str:
+        return f"Registered({self.module}.{self.attribute})"
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """pydantic's hook for annotation metadata (duck-typed: orca imports no pydantic)."""
+        schema = handler(core_schema)
+        schema["enum"] = [name for name, _ in self.registry().items()]
+        return schema
+
+
+@functools.cache
+def registered_fields(cls: type) -> tuple[tuple[str, Registered], ...]:
+    """(field name, its Registered) of every field of `cls` annotated with one."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return tuple(
+        (name, marker)
+        for name, hint in hints.items()
+        for marker in getattr(hint, "__metadata__", ())
+        if isinstance(marker, Registered)
+    )
+
+
 class Config:
     """Mixin for frozen dataclass configs: dict round-trip with unknown-key rejection."""
+
+    def check_registered(self, prefix: str = "") -> None:
+        """Check each Registered field against its registry; errors name `prefix.field`."""
+        for name, marker in registered_fields(type(self)):
+            field = f"{prefix}.{name}" if prefix else name
+            marker.registry().check(getattr(self, name), field=field)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

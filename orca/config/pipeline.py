@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from orca.config.base import Config, check_number
+from orca.config.base import Config, Registered, check_number
 from orca.config.stages import AlignConfig, ProxyConfig, RefineConfig
 from orca.data.task_file import check_task_name_free, read_task_file
 from orca.data.tasks import TaskSpec, get_task, task_names
@@ -28,7 +28,7 @@ class PipelineConfig(Config):
 
     task: str
     backbone: str
-    method: str = "orca"
+    method: Annotated[str, Registered("orca.methods", "METHODS")] = "orca"
     seed: int = 0
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -42,7 +42,7 @@ class PipelineConfig(Config):
 
     def __post_init__(self) -> None:
         modality = task_spec(self.task, self.task_file, self.allow_outside).modality
-        METHODS.check(self.method, field="method")
+        self.check_registered()  # method
         # A classical method has no body: the backbone is carried (and shown) but unused, so
         # it is not checked, and there is no proxy dataset to resolve for it.
         body_kind = None if self.family == "classical" else backbone_kind(self.backbone)

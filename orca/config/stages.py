@@ -1,7 +1,9 @@
 """Hyperparameter configs of the three stages. Each validates itself on construction.
 
-A field that names a choice is a `str` checked against the registry that holds the
-choices, so registering an entry is all it takes to make a new choice valid:
+A field that names a choice is a `str` annotated with the registry that holds the choices
+(orca.config.base.Registered): it is checked against that registry, and Prefect's parameter
+schema lists the registry's names. Registering an entry is all it takes to make a new
+choice valid:
 
     proxy.dataset                      orca.proxy.datasets.PROXY_DATASETS (or "auto")
     align.metric                       orca.alignment.metrics.ALIGNMENT_METRICS
@@ -10,15 +12,17 @@ choices, so registering an entry is all it takes to make a new choice valid:
     refine.schedule                    orca.training.optim.SCHEDULES
     align.otdd_inner                   orca.otdd.INNER_KINDS
 
-The registries are imported when a config is validated, not when this module is: this
-module stays free of torch, and none of those modules imports this one.
+The registries are imported when a config is validated or its schema is made, not when
+this module is: this module stays free of torch, and none of those modules imports this
+one. (proxy.dataset also takes "auto", so it is checked by hand.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from orca.config.base import Config, check_choice, check_number
+from orca.config.base import Config, Registered, check_choice, check_number
 
 
 @dataclass(frozen=True)
@@ -57,35 +61,30 @@ class AlignConfig(Config):
     RefineConfig's, as in the paper.
     """
 
-    metric: str = "otdd"
-    procedure: str = "per_class"
+    metric: Annotated[str, Registered("orca.alignment.metrics", "ALIGNMENT_METRICS")] = "otdd"
+    procedure: Annotated[str, Registered("orca.training.align_procedures", "ALIGN_PROCEDURES")] = (
+        "per_class"
+    )
     epochs: int = 60
     lr: float = 1e-3
-    optimizer: str = "adam"
+    optimizer: Annotated[str, Registered("orca.training.optim", "OPTIMIZERS")] = "adam"
     weight_decay: float = 0.0
     lr_milestones: tuple[int, ...] = (20, 40, 60)
     lr_gamma: float = 0.2
     samples_per_class: int = 128
-    otdd_inner: str = "exact"
+    otdd_inner: Annotated[str, Registered("orca.otdd", "INNER_KINDS")] = "exact"
     otdd_epsilon: float = 0.1
     max_source_samples: int = 5000
     batch_size: int = 64
     target_distance: float | None = None
 
     def __post_init__(self) -> None:
-        from orca.alignment.metrics import ALIGNMENT_METRICS
-        from orca.otdd import INNER_KINDS
-        from orca.training.align_procedures import ALIGN_PROCEDURES
-        from orca.training.optim import OPTIMIZERS
-
-        ALIGNMENT_METRICS.check(self.metric, field="align.metric")
-        ALIGN_PROCEDURES.check(self.procedure, field="align.procedure")
+        self.check_registered("align")
         check_number("align.batch_size", self.batch_size, minimum=2, integer=True)
         if self.target_distance is not None:
             check_number("align.target_distance", self.target_distance)
         check_number("align.epochs", self.epochs, minimum=0, integer=True)
         check_number("align.lr", self.lr, minimum=0, exclusive_minimum=True)
-        OPTIMIZERS.check(self.optimizer, field="align.optimizer")
         check_number("align.weight_decay", self.weight_decay, minimum=0)
         if not isinstance(self.lr_milestones, (list, tuple)):
             raise ValueError(
@@ -97,7 +96,6 @@ class AlignConfig(Config):
             check_number("align.lr_milestones", milestone, minimum=1, integer=True)
         check_number("align.lr_gamma", self.lr_gamma, minimum=0, exclusive_minimum=True)
         check_number("align.samples_per_class", self.samples_per_class, minimum=2, integer=True)
-        INNER_KINDS.check(self.otdd_inner, field="align.otdd_inner")
         check_number("align.otdd_epsilon", self.otdd_epsilon, minimum=0, exclusive_minimum=True)
         check_number("align.max_source_samples", self.max_source_samples, minimum=10, integer=True)
 
@@ -130,10 +128,10 @@ class RefineConfig(Config):
     epochs: int | str = AUTO
     batch_size: int | str = AUTO
     lr: float | str = AUTO
-    optimizer: str = "adamw"
+    optimizer: Annotated[str, Registered("orca.training.optim", "OPTIMIZERS")] = "adamw"
     weight_decay: float = 0.0
     momentum: float = 0.9
-    schedule: str = "linear"
+    schedule: Annotated[str, Registered("orca.training.optim", "SCHEDULES")] = "linear"
     warmup_fraction: float = 0.1
     accumulation_steps: int = 1
     clip_norm: float | None = 1.0
@@ -152,15 +150,12 @@ class RefineConfig(Config):
     processes: int = 1
 
     def __post_init__(self) -> None:
-        from orca.training.optim import OPTIMIZERS, SCHEDULES
-
+        self.check_registered("refine")
         _check_auto_or_number("refine.epochs", self.epochs, minimum=1, integer=True)
         _check_auto_or_number("refine.batch_size", self.batch_size, minimum=1, integer=True)
         _check_auto_or_number("refine.lr", self.lr, minimum=0, exclusive_minimum=True)
-        OPTIMIZERS.check(self.optimizer, field="refine.optimizer")
         check_number("refine.weight_decay", self.weight_decay, minimum=0)
         check_number("refine.momentum", self.momentum, minimum=0, maximum=1)
-        SCHEDULES.check(self.schedule, field="refine.schedule")
         check_number("refine.warmup_fraction", self.warmup_fraction, minimum=0, maximum=1)
         check_number("refine.accumulation_steps", self.accumulation_steps, minimum=1, integer=True)
         if self.clip_norm is not None:
