@@ -1,6 +1,6 @@
 """`orca compare` and `orca ablations`: the commands that write a report.
 
-    orca compare [--benchmark-run ID] [--reports-dir DIR] [--json]
+    orca compare [--sweep-run ID] [--reports-dir DIR] [--json]
     orca ablations [--task T] [--image-task T] [--seeds N] [--reports-dir DIR]
                    [--set S.K=V]... [--json]
 
@@ -23,14 +23,18 @@ COMPARE_JSON_KEYS = ("sweep_run_id", "rows", "report", "champions")
 
 
 def define_compare(
-    benchmark_run: Annotated[
+    sweep_run: Annotated[
         str | None,
-        typer.Option("--benchmark-run", help="the sweep's MLflow run id (default: the latest)"),
+        typer.Option(
+            "--sweep-run",
+            "--benchmark-run",  # its name before sweeps were called sweeps
+            help="the sweep's MLflow run id (default: the latest)",
+        ),
     ] = None,
     reports_dir: ReportsDir = "reports",
     json: Json = False,
 ) -> Args:
-    """The comparison report of a benchmark run: a table of every task x method."""
+    """The comparison report of a sweep: a table of every task x method."""
     return Args(**locals())
 
 
@@ -47,15 +51,15 @@ def define_ablations(
 
 
 def sweep_to_compare(args: Args) -> str:
-    """The benchmark run `orca compare` reports on (the latest by default), checked before
-    the compare flow starts: no benchmark run yet, or one with no finished runs, is a
+    """The sweep run `orca compare` reports on (the latest by default), checked before
+    the compare flow starts: no sweep run yet, or one with no finished runs, is a
     user error (one line, exit status 2), not a failed flow with a traceback."""
     from orca.errors import NoResultsError
     from tasks import sweep_tracking
 
-    run_id = args.benchmark_run or sweep_tracking.latest_sweep_run_id()
+    run_id = args.sweep_run or sweep_tracking.latest_sweep_run_id()
     if not sweep_tracking.sweep_results.fn(run_id):
-        raise NoResultsError(f"benchmark run {run_id} has no finished pipeline runs")
+        raise NoResultsError(f"sweep run {run_id} has no finished pipeline runs")
     return run_id
 
 

@@ -180,7 +180,7 @@ def run_bench(config, runner, as_json: bool, quiet: bool = False) -> dict[str, A
         print(json.dumps(summary))
         return summary
     print(
-        f"benchmark {summary['sweep_run_id']}: {summary['runs']} runs, "
+        f"sweep {summary['sweep_run_id']}: {summary['runs']} runs, "
         f"{len(summary['failures'])} failed, {summary['wall_seconds']} s"
     )
     for failure in summary["failures"]:
@@ -209,7 +209,7 @@ def run_demo(args: Args, config, runner) -> dict[str, Any]:
         "machine": f"{machine_description()}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch thread(s) per run, {args.workers} run(s) at once",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "wall time": f"{wall:.0f} s ({bench['wall_seconds']:.0f} s benchmark, "
+        "wall time": f"{wall:.0f} s ({bench['wall_seconds']:.0f} s sweep, "
         f"{wall - bench['wall_seconds']:.0f} s compare)",
         "runs": f"{bench['runs']} finished ({bench['reused']} reused from the run cache), "
         f"{len(bench['failures'])} failed",

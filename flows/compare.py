@@ -25,9 +25,9 @@ def compare(sweep_run_id: str | None = None, reports_dir: str = "reports") -> di
     sweep_run_id = sweep_run_id or sweep_tracking.latest_sweep_run_id()
     runs = sweep_tracking.sweep_results(sweep_run_id)
     if not runs:
-        raise NoResultsError(f"benchmark run {sweep_run_id} has no finished pipeline runs")
+        raise NoResultsError(f"sweep run {sweep_run_id} has no finished pipeline runs")
     context = {
-        "benchmark run": sweep_run_id,
+        "sweep run": sweep_run_id,
         "runs": len(runs),
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

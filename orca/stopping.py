@@ -17,7 +17,7 @@ Who installs the handlers:
   raises between two halves of an optimizer step) and gives them back after. In other
   threads it does nothing and the command's handlers do the work.
 
-A benchmark's runs go to worker processes (a process pool, Dask), which a signal to the
+A sweep's runs go to worker processes (a process pool, Dask), which a signal to the
 command does not reach, and in which Prefect's own SIGTERM handler may sit. So a stop is
 also a file ($ORCA_STOP_FILE, set by `shared_stop_file` and inherited by the workers):
 requesting a stop creates it, and every process that sees it stops at its next safe point.
@@ -72,8 +72,8 @@ class StopRequested(BaseException):
 
 
 class RunStopped(Exception):
-    """A run that was stopped, as an ordinary error: what a benchmark's run reports to the
-    benchmark, across thread and process boundaries where a BaseException is not carried
+    """A run that was stopped, as an ordinary error: what a sweep's run reports to the
+    sweep, across thread and process boundaries where a BaseException is not carried
     (Prefect's process pool drops one, and its caller would wait for ever)."""
 
 
@@ -139,7 +139,7 @@ def _read_stop_file(path: str) -> int | None:
 @contextmanager
 def shared_stop_file(path: str | os.PathLike) -> Iterator[None]:
     """For its duration, a stop requested in this process or in any process started from
-    it (which inherit $ORCA_STOP_FILE; a benchmark's workers) reaches all of them: the
+    it (which inherit $ORCA_STOP_FILE; a sweep's workers) reaches all of them: the
     stop is the file `path`, removed at the end."""
     previous = os.environ.get(STOP_FILE_ENV)
     os.environ[STOP_FILE_ENV] = os.fspath(path)

@@ -1,4 +1,4 @@
-"""Named task suites, for the benchmark flow: `orca bench --suite NAME`."""
+"""Named task suites, for the sweep flow: `orca bench --suite NAME`."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def plain(text: str) -> str:
         (["ingest", "--task-file", "nope/task.yaml"], "nope/task.yaml does not exist"),
         (["bench", "--suite", "dmeo"], "unknown suite 'dmeo'; valid suites: demo"),
         (["bench", "--tasks", "gunpoint", "--methods", "orcaa"], "unknown method 'orcaa'"),
-        (["bench"], "a benchmark needs a suite, tasks or task_files"),
+        (["bench"], "a sweep needs a suite, tasks or task_files"),
         (["bench", "--suite", "demo", "--workers", "0"], "--workers must be an integer >= 1"),
         (["demo", "--threads", "-2"], "--threads must be an integer >= 1, got -2"),
     ],
@@ -154,8 +154,10 @@ def test_flags_and_defaults_are_as_before(monkeypatch):
     assert (ablations.task, ablations.image_task, ablations.seeds) == ("gunpoint", "digits", 2)
     _, ui, _ = parse(["ui"])
     assert (ui.host, ui.prefect_port, ui.mlflow_port) == ("127.0.0.1", 4200, 5000)
-    _, compare, _ = parse(["compare", "--benchmark-run", "abc"])
-    assert (compare.benchmark_run, compare.reports_dir) == ("abc", "reports")
+    _, compare, _ = parse(["compare", "--sweep-run", "abc"])
+    assert (compare.sweep_run, compare.reports_dir) == ("abc", "reports")
+    _, compare, _ = parse(["compare", "--benchmark-run", "abc"])  # the flag's former name
+    assert compare.sweep_run == "abc"
     _, otdd, _ = parse(["otdd", "s.npz", "t.npz", "--maxsamples", "0", "--outer", "sampled"])
     assert (otdd.source, otdd.target, otdd.maxsamples, otdd.outer) == (
         "s.npz",
@@ -288,7 +290,7 @@ def test_ingest_bench_compare_run_and_demo_from_the_command_line(
     from orca.data.tasks import TASKS
 
     TASKS.unregister("cli-task")
-    compare = ["compare", "--benchmark-run", bench["sweep_run_id"], "--reports-dir", str(reports)]
+    compare = ["compare", "--sweep-run", bench["sweep_run_id"], "--reports-dir", str(reports)]
     assert main([*compare, "--json"]) == 0
     out = one_json_object(capsys.readouterr().out)
     keys = {"task", "method", "metric", "mean", "std", "n_seeds", "lower_is_better"}

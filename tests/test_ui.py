@@ -316,8 +316,10 @@ def test_orca_ui_shows_the_flow_run_artifact_and_the_mlflow_run(tmp_path, tiny_b
             "prefect_url": f"http://127.0.0.1:{prefect_port}",
             "mlflow_url": f"http://127.0.0.1:{mlflow_port}",
         }
-        assert f"Prefect UI: {urls['prefect_url']}" in ui.output
-        assert f"MLflow UI:  {urls['mlflow_url']}" in ui.output
+        assert ui.output == [json.dumps(urls)]  # with --json, stdout is the JSON alone
+        said = ui.stderr_path.read_text()  # and the lines for people go to stderr
+        assert f"Prefect UI: {urls['prefect_url']}" in said
+        assert f"MLflow UI:  {urls['mlflow_url']}" in said
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch_persistent_context(
                 str(tmp_path / "chromium-profile"),  # a fresh profile

@@ -110,10 +110,10 @@ def test_the_ablations_name_absent_weights_as_absent(tmp_path, monkeypatch):
 def test_compare_with_nothing_to_compare_prints_one_line_and_exits_2(
     prefect_harness, tmp_path, capsys
 ):
-    argv = ["compare", "--benchmark-run", "0123456789abcdef", "--reports-dir", str(tmp_path)]
+    argv = ["compare", "--sweep-run", "0123456789abcdef", "--reports-dir", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "orca: error: benchmark run 0123456789abcdef has no finished pipeline runs" in err
+    assert "orca: error: sweep run 0123456789abcdef has no finished pipeline runs" in err
     assert "Traceback" not in err
 
 

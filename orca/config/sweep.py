@@ -1,4 +1,4 @@
-"""The benchmark flow's parameter: tasks x methods x seeds, validated on construction."""
+"""The sweep flow's parameter: tasks x methods x seeds, validated on construction."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ DEFAULT_METHODS = tuple(
 
 @dataclass(frozen=True)
 class SweepConfig(Config):
-    """Which runs a benchmark makes. `suite` names a task list in orca.suites; `tasks` and
+    """Which runs a sweep makes. `suite` names a task list in orca.suites; `tasks` and
     `task_files` add to it. `overrides` apply to every run ({"refine": {"epochs": 3}})."""
 
     suite: str | None = None
@@ -40,7 +40,7 @@ class SweepConfig(Config):
         if self.suite is not None:
             SUITES.check(self.suite, field="suite")
         if not (self.suite or self.tasks or self.task_files):
-            raise ValueError("a benchmark needs a suite, tasks or task_files")
+            raise ValueError("a sweep needs a suite, tasks or task_files")
         if not self.methods:
             raise ValueError(f"methods must not be empty; valid: {', '.join(METHODS.names())}")
         for method in self.methods:

@@ -214,7 +214,7 @@ def read_task_file(path: str | Path, *, allow_outside: bool = False) -> TaskSpec
     command line's `--allow-outside`): a task file handed around must not read whatever
     files it names. A file read before and unchanged, with its split files (same sizes and
     modification times), is not read and fingerprinted again: its earlier spec is returned
-    (a benchmark builds one config per method and seed from the same task file).
+    (a sweep builds one config per method and seed from the same task file).
     """
     path, declared, files = _check_task_file(path, allow_outside)
     signature = tuple(

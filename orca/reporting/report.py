@@ -36,7 +36,7 @@ def write_report(
 ) -> Report:
     """Summarise single runs into the comparison files under `directory`.
 
-    `context` (e.g. benchmark run id, machine, date) is listed at the top of the Markdown.
+    `context` (e.g. sweep run id, machine, date) is listed at the top of the Markdown.
     The paper's findings are decided at SignificanceConfig()'s level (alpha = 0.05).
     """
     level = SignificanceConfig()
