@@ -261,7 +261,7 @@ def test_ingest_bench_compare_run_and_demo_from_the_command_line(
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     assert main([*argv, *tiny]) == 0
     out, err = capsys.readouterr()
-    assert re.search(r"^benchmark \w+: 2 runs, 0 failed, ", out, re.MULTILINE), out
+    assert re.search(r"^sweep \w+: 2 runs, 0 failed, ", out, re.MULTILINE), out
     bars = plain(err)
     assert "2/2 runs" in bars and "1/1 epochs" in bars and "5/5 stages" in bars, bars[-3000:]
     # With --json: one JSON object and no progress, even on a terminal. The runs come whole
