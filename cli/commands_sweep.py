@@ -90,8 +90,8 @@ def define_bench(
     overrides: Overrides = None,
     json: Json = False,
 ) -> Args:
-    """Run tasks x methods x seeds through the pipeline (default methods: all ten, ORCA,
-    its variants and the baselines, knn, linear, forest)."""
+    """Run tasks x methods x seeds through the pipeline (default methods: every
+    registered one: ORCA, its variants and baselines, then the classical models)."""
     return Args(**locals())
 
 
