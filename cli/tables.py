@@ -51,30 +51,20 @@ def comparison_table(rows: Sequence[dict[str, Any]]) -> Table:
     """Tasks as rows, methods as columns, mean ± std over seeds in each cell, the best method
     of each task (several when tied) in bold with a *, and the wins per method: the report's
     table (orca.reporting.comparison.markdown_table) for the terminal."""
-    from orca.reporting.comparison import SummaryRow, best_methods, win_counts
+    from orca.reporting.comparison import SummaryRow, comparison_grid
 
-    summary = [SummaryRow(**row) for row in rows]
-    methods = sorted({row.method for row in summary})
-    cells = {(row.task, row.method): row for row in summary}
-    best = best_methods(summary)
+    methods, grid, wins = comparison_grid([SummaryRow(**row) for row in rows])
     table = Table()
     table.add_column("task", no_wrap=True)
     table.add_column("metric", no_wrap=True)
     for method in methods:
         table.add_column(escape(method), justify="right", no_wrap=True)
-    for task in sorted(best):
-        first = next(row for row in summary if row.task == task)
-        entries = []
-        for method in methods:
-            row = cells.get((task, method))
-            if row is None:
-                entries.append("—")
-                continue
-            text = f"{row.mean:.4g} ± {row.std:.2g}"
-            entries.append(f"[bold green]{text} *[/]" if method in best[task] else text)
-        arrow = "↓" if first.lower_is_better else "↑"
-        table.add_row(escape(task), f"{first.metric} {arrow}", *entries)
-    wins = win_counts(summary)
+    for row in grid:
+        entries = [
+            "—" if cell is None else (f"[bold green]{cell[0]} *[/]" if cell[1] else cell[0])
+            for cell in row.cells
+        ]
+        table.add_row(escape(row.task), row.metric, *entries)
     table.add_section()
     table.add_row("wins", "", *(str(wins.get(method, 0)) for method in methods), style="bold")
     return table

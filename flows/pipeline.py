@@ -27,12 +27,15 @@ def pipeline(
     Inside a sweep, `parent_run_id` nests the MLflow run under the sweep's, and
     `register_model=False` leaves model registration to the compare flow's champion.
     """
-    with tracked_run(config, parent_run_id) as run, stage_run(config, on_stage=run.log_stage):
+    with (
+        tracked_run(config, parent_run_id) as run,
+        stage_run(config, on_stage=run.log_stage) as stages,
+    ):
         dataset = ingest(config)
         if config.family == "classical":  # a scikit-learn model on the same splits
-            return run.classical_summary(classical(config, dataset))
+            return run.classical_summary(classical(config, dataset), stages.states)
         proxy_features = proxy(config)
         embedder = align(config, dataset, proxy_features)
         model = refine(config, dataset, embedder)
         result = evaluate(config, dataset, model)
-        return run.orca_summary(embedder, model, result, register_model)
+        return run.orca_summary(embedder, model, result, stages.states, register_model)

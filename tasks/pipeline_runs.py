@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import runtime
@@ -25,10 +25,8 @@ class TrackedRun:
     config: PipelineConfig
     run_id: str  # MLflow's
     flow_run_id: str  # Prefect's
-    states: dict[str, str] = field(default_factory=dict)  # stage name -> final state name
 
     def log_stage(self, name: str, state_name: str, reference: dict[str, Any]) -> None:
-        self.states[name] = state_name
         tracking.log_stage(self.run_id, name, state_name, reference)
 
     def orca_summary(
@@ -36,9 +34,11 @@ class TrackedRun:
         embedder: dict[str, Any],
         model: dict[str, Any],
         result: dict[str, Any],
+        states: dict[str, str],
         register_model: bool,
     ) -> dict[str, Any]:
-        """The summary of an ORCA-family run; its model registered if `register_model`."""
+        """The summary of an ORCA-family run (`states`: each stage's final state); its
+        model registered if `register_model`."""
         version = (
             tracking.register_model(self.run_id, self.config, model) if register_model else None
         )
@@ -46,17 +46,19 @@ class TrackedRun:
         distances = embedder["distances"]
         return self._summary(
             result,
+            states,
             align_distance={"initial": distances[0], "final": distances[-1]},
             best_epoch=model["best_epoch"],
             model_path=model["path"],
             registered_model=f"{name}/{version}" if version else None,
         )
 
-    def classical_summary(self, result: dict[str, Any]) -> dict[str, Any]:
+    def classical_summary(self, result: dict[str, Any], states: dict[str, str]) -> dict[str, Any]:
         """The summary of a classical run: no embedder, no epochs, no model to register;
         its "model" is the selection record, which the sweep reuses."""
         return self._summary(
             result,
+            states,
             align_distance=None,
             best_epoch=None,
             model_path=result["path"],
@@ -65,7 +67,9 @@ class TrackedRun:
             registered_model=None,
         )
 
-    def _summary(self, result: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    def _summary(
+        self, result: dict[str, Any], states: dict[str, str], **fields: Any
+    ) -> dict[str, Any]:
         config = self.config
         return {
             "task": config.task,
@@ -76,7 +80,7 @@ class TrackedRun:
             "value": result["value"],
             "lower_is_better": result["lower_is_better"],
             **fields,
-            "states": dict(self.states),
+            "states": dict(states),
             "mlflow_run_id": self.run_id,
             "flow_run_id": self.flow_run_id,
         }

@@ -83,29 +83,52 @@ def win_counts(summary: list[SummaryRow]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def markdown_table(summary: list[SummaryRow], methods: list[str] | None = None) -> str:
-    """Tasks as rows, methods as columns, 'mean ± std' cells, the best bold; the metric
-    column shows the direction (↓ lower is better, ↑ higher is better)."""
+@dataclass(frozen=True)
+class GridRow:
+    """One task's row of the comparison: its metric with the direction arrow, and per
+    method the 'mean ± std' text and whether it is (jointly) best; None where the method
+    has no run on the task."""
+
+    task: str
+    metric: str
+    cells: list[tuple[str, bool] | None]
+
+
+def comparison_grid(
+    summary: list[SummaryRow], methods: list[str] | None = None
+) -> tuple[list[str], list[GridRow], dict[str, int]]:
+    """(methods, one row per task, wins per method): the comparison table's content, which
+    markdown_table here and the CLI's rich table render."""
     methods = methods or sorted({row.method for row in summary})
     cells = {(row.task, row.method): row for row in summary}
     best = best_methods(summary)
+    rows = []
+    for task in sorted(best):
+        first = next(row for row in summary if row.task == task)
+        arrow = "↓" if first.lower_is_better else "↑"
+        entries: list[tuple[str, bool] | None] = []
+        for method in methods:
+            row = cells.get((task, method))
+            text = None if row is None else f"{row.mean:.4g} ± {row.std:.2g}"
+            entries.append(None if text is None else (text, method in best[task]))
+        rows.append(GridRow(task, f"{first.metric} {arrow}", entries))
+    return methods, rows, win_counts(summary)
+
+
+def markdown_table(summary: list[SummaryRow], methods: list[str] | None = None) -> str:
+    """Tasks as rows, methods as columns, 'mean ± std' cells, the best bold; the metric
+    column shows the direction (↓ lower is better, ↑ higher is better)."""
+    methods, rows, wins = comparison_grid(summary, methods)
     lines = [
         "| task | metric | " + " | ".join(methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    for task in sorted(best):
-        first = next(row for row in summary if row.task == task)
-        arrow = "↓" if first.lower_is_better else "↑"
-        entries = []
-        for method in methods:
-            row = cells.get((task, method))
-            if row is None:
-                entries.append("—")
-                continue
-            text = f"{row.mean:.4g} ± {row.std:.2g}"
-            entries.append(f"**{text}**" if method in best[task] else text)
-        lines.append(f"| {task} | {first.metric} {arrow} | " + " | ".join(entries) + " |")
-    wins = win_counts(summary)
+    for row in rows:
+        entries = [
+            "—" if cell is None else (f"**{cell[0]}**" if cell[1] else cell[0])
+            for cell in row.cells
+        ]
+        lines.append(f"| {row.task} | {row.metric} | " + " | ".join(entries) + " |")
     lines.append("| **wins** | | " + " | ".join(str(wins.get(m, 0)) for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
