@@ -10,6 +10,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from orca.reporting.ablations import write_ablation_report
+from orca.reporting.embed import inline_images
 from orca.reporting.report import Report, write_report
 
 UNCACHED: dict[str, Any] = {"persist_result": False, "cache_policy": None}
@@ -19,14 +20,17 @@ UNCACHED: dict[str, Any] = {"persist_result": False, "cache_policy": None}
 def comparison_report(
     runs: list[dict[str, Any]], reports_dir: str, context: dict[str, Any]
 ) -> Report:
-    """The cross-method comparison of `runs` under `reports_dir`, and its artifacts."""
+    """The cross-method comparison of `runs` under `reports_dir`, and its artifacts: the
+    markdown artifact carries the profile plot inlined, since the Prefect UI cannot reach a
+    file beside the report."""
     written = write_report(runs, reports_dir, title="ORCA comparison", context=context)
     create_table_artifact(
         key="orca-comparison",
         table=written.rows,
         description="Mean and std of each task x method over seeds",
     )
-    create_markdown_artifact(key="orca-comparison-report", markdown=written.markdown.read_text())
+    markdown = inline_images(written.markdown.read_text(), written.markdown.parent)
+    create_markdown_artifact(key="orca-comparison-report", markdown=markdown)
     return written
 
 

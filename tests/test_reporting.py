@@ -3,6 +3,7 @@ import pytest
 
 from orca.reporting.comparison import best_methods, csv_text, markdown_table, summarise, win_counts
 from orca.reporting.profile import performance_ratios, plot_profile, profile_curves
+from orca.reporting.report import write_report
 
 RUNS = [
     # task a: error (lower better); orca best
@@ -115,3 +116,57 @@ def test_ablation_sections_by_hand(tmp_path):
     )
     assert "| digits | minilm-l6 | 5 ± 0 |" in text
     assert "**swin-base not run:** no pretrained weights offline" in text
+
+
+# --- markdown with its images inlined (the Prefect artifact's report) ---
+
+
+def test_inline_images_round_trips_a_local_png_and_leaves_other_links(tmp_path):
+    import base64
+
+    from orca.reporting.embed import inline_images
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(64))  # the bytes are carried, not parsed
+    (tmp_path / "plot.png").write_bytes(png)
+    (tmp_path / "notes.txt").write_text("not an image")
+    markdown = (
+        "a ![profile](plot.png) b ![web](https://example.org/x.png) "
+        "c ![gone](missing.png) d ![text](notes.txt) e ![again](plot.png)"
+    )
+    out = inline_images(markdown, tmp_path)
+    encoded = base64.b64encode(png).decode()
+    assert out == (
+        f"a ![profile](data:image/png;base64,{encoded}) b ![web](https://example.org/x.png) "
+        f"c ![gone](missing.png) d ![text](notes.txt) e ![again](data:image/png;base64,{encoded})"
+    )
+    assert inline_images(out, tmp_path) == out  # a data URI is not inlined again
+
+
+def test_data_uri_names_the_types_it_can_inline(tmp_path):
+    from orca.reporting.embed import data_uri
+
+    (tmp_path / "x.bmp").write_bytes(b"BM")
+    with pytest.raises(ValueError, match=r"x\.bmp: cannot inline an image of type '\.bmp'"):
+        data_uri(tmp_path / "x.bmp")
+
+
+def test_the_comparison_report_markdown_inlines_into_a_data_uri(tmp_path):
+    from orca.reporting.embed import inline_images
+
+    runs = [
+        {"task": t, "method": m, "seed": s, "metric": "error", "value": v, "lower_is_better": True}
+        for t, values in {"a": (0.1, 0.3), "b": (0.2, 0.1)}.items()
+        for s in (0, 1)
+        for m, v in zip(("orca", "scratch"), values, strict=True)
+    ]
+    written = write_report(runs, tmp_path, title="t", context={})
+    out = inline_images(written.markdown.read_text(), tmp_path)
+    assert "](comparison-profile.png)" in written.markdown.read_text()
+    assert "](comparison-profile.png)" not in out
+    assert f"![performance profile]({data_uri_of(written.profile)})" in out
+
+
+def data_uri_of(path):
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()

@@ -4,8 +4,15 @@ The end-to-end test runs a one-run benchmark and its comparison into a fresh sta
 directory (in a subprocess, as `orca bench` and `orca compare` would), then starts `orca ui`
 on that directory and drives Debian's Chromium through Playwright: the compare flow run in
 the Prefect UI with its `orca-comparison` table artifact, and the pipeline's run in the
-MLflow UI with its test metric. Screenshots go under the test's temporary directory. It is
-skipped, saying why, where Chromium or Playwright is not installed.
+MLflow UI with its test metric, and the comparison's markdown artifact with its
+performance profile shown inline. Screenshots go under the test's temporary directory. It
+is skipped, saying why, where Chromium or Playwright is not installed.
+
+The README's screenshots come from `test_readme_screenshots_of_a_state`, which runs only
+when ORCA_UI_SHOTS_STATE names a state directory (a demo's) and writes to
+ORCA_UI_SHOTS_DIR (default docs/images):
+
+    ORCA_UI_SHOTS_STATE=/path/to/demo-state .venv/bin/python -m pytest tests/test_ui.py -k readme
 """
 
 from __future__ import annotations
@@ -235,6 +242,34 @@ def _compare_flow_run(prefect_url: str) -> dict:
     return runs[0]
 
 
+def _markdown_artifact(prefect_url: str, key: str) -> dict:
+    """The latest artifact with `key`."""
+    response = httpx.post(
+        f"{prefect_url}/api/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1},
+        timeout=30,
+    )
+    response.raise_for_status()
+    [artifact] = response.json()
+    return artifact
+
+
+def _check_inline_profile(page, prefect_url: str, shots: Path, name: str) -> None:
+    """The comparison's markdown artifact page shows the profile plot: the browser has
+    decoded the inlined PNG (a broken image has naturalWidth 0)."""
+    from playwright.sync_api import expect
+
+    artifact = _markdown_artifact(prefect_url, "orca-comparison-report")
+    assert "](data:image/png;base64," in artifact["data"]
+    page.goto(f"{prefect_url}/artifacts/artifact/{artifact['id']}")
+    image = page.locator('img[src^="data:image/png;base64,"]').first
+    expect(image).to_be_visible()
+    image.scroll_into_view_if_needed()
+    width = image.evaluate("img => img.complete ? img.naturalWidth : 0")
+    assert width > 200, width  # the plot is 6.4 in x 100 dpi or more
+    _shoot(page, shots / name)
+
+
 def _pipeline_run(mlflow_url: str, sweep_run_id: str) -> dict:
     api = f"{mlflow_url}/api/2.0/mlflow"
     experiment = httpx.get(
@@ -299,6 +334,20 @@ def _check_mlflow_ui(page, mlflow_url: str, bench_out: dict, shots: Path) -> Non
     _shoot(page, shots / "mlflow-run.png")
 
 
+def _browser(playwright, profile: Path):
+    """Debian's Chromium, headless, on a fresh profile, reaching only the local servers."""
+    browser = playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        viewport={"width": 1400, "height": 900},
+    )
+    browser.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda r: r.abort())
+    browser.set_default_timeout(PAGE_TIMEOUT_MS)
+    return browser
+
+
 def test_orca_ui_shows_the_flow_run_artifact_and_the_mlflow_run(tmp_path, tiny_bert_dir):
     sync_playwright = _sync_playwright()
     from playwright.sync_api import expect
@@ -321,19 +370,11 @@ def test_orca_ui_shows_the_flow_run_artifact_and_the_mlflow_run(tmp_path, tiny_b
         assert f"Prefect UI: {urls['prefect_url']}" in said
         assert f"MLflow UI:  {urls['mlflow_url']}" in said
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"),  # a fresh profile
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_FLAGS,
-                viewport={"width": 1400, "height": 1000},
-            )
-            # Offline: only the two servers are reached.
-            browser.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda r: r.abort())
-            browser.set_default_timeout(PAGE_TIMEOUT_MS)
+            browser = _browser(playwright, tmp_path / "chromium-profile")
             try:
                 page = browser.new_page()
                 _check_prefect_ui(page, urls["prefect_url"], compare_out, shots)
+                _check_inline_profile(page, urls["prefect_url"], shots, "prefect-report.png")
                 _check_mlflow_ui(page, urls["mlflow_url"], bench_out, shots)
             finally:
                 browser.close()
@@ -349,4 +390,56 @@ def test_orca_ui_shows_the_flow_run_artifact_and_the_mlflow_run(tmp_path, tiny_b
         "mlflow-run.png",
         "prefect-comparison-artifact.png",
         "prefect-flow-run.png",
+        "prefect-report.png",
     ]
+
+
+# --- the README's screenshots, on a given state (opt-in) ---
+
+
+def _shoot_readme_pages(page, urls: dict[str, str], shots: Path) -> None:
+    """The Prefect UI's flow runs and comparison report; MLflow's runs and models."""
+    from playwright.sync_api import expect
+
+    prefect, mlflow = urls["prefect_url"], urls["mlflow_url"]
+    page.goto(f"{prefect}/runs")
+    expect(page.get_by_text("orca-sweep").first).to_be_visible()
+    expect(page.get_by_text("orca-compare").first).to_be_visible()
+    _shoot(page, shots / "prefect-runs.png")
+    _check_inline_profile(page, prefect, shots, "prefect-comparison-report.png")
+
+    api = f"{mlflow}/api/2.0/mlflow"
+    experiment = httpx.get(
+        f"{api}/experiments/get-by-name", params={"experiment_name": "orca"}, timeout=30
+    ).json()["experiment"]
+    page.goto(f"{mlflow}/#/experiments/{experiment['experiment_id']}")
+    expect(page.get_by_text("gunpoint-orca-seed0").first).to_be_visible()
+    _shoot(page, shots / "mlflow-runs.png")
+    page.goto(f"{mlflow}/#/models")
+    expect(page.get_by_text("orca-gunpoint", exact=True).first).to_be_visible()
+    _shoot(page, shots / "mlflow-models.png")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("ORCA_UI_SHOTS_STATE"),
+    reason="opt-in: set ORCA_UI_SHOTS_STATE to a demo's state directory",
+)
+def test_readme_screenshots_of_a_state(tmp_path):
+    sync_playwright = _sync_playwright()
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+    state = Path(os.environ["ORCA_UI_SHOTS_STATE"]).resolve()
+    shots = Path(os.environ.get("ORCA_UI_SHOTS_DIR", "docs/images")).resolve()
+    shots.mkdir(parents=True, exist_ok=True)
+    ui = UIProcess(state, tmp_path, _free_port(), _free_port())
+    try:
+        urls = ui.urls()
+        with sync_playwright() as playwright:
+            browser = _browser(playwright, tmp_path / "chromium-profile")
+            try:
+                _shoot_readme_pages(browser.new_page(), urls, shots)
+            finally:
+                browser.close()
+    finally:
+        assert ui.stop() == 0, ui.diagnostics()
