@@ -43,10 +43,8 @@ def test_every_readme_image_is_a_committed_png():
     tracked = subprocess.run(
         ["git", "ls-files", "--", *targets], cwd=ROOT, capture_output=True, text=True
     )
-    if tracked.returncode != 0:  # not a git checkout (e.g. an sdist): the files suffice
-        tracked_files = set(targets)
-    else:
-        tracked_files = set(tracked.stdout.split())
+    assert tracked.returncode == 0, tracked.stderr
+    tracked_files = set(tracked.stdout.split())
     for target in targets:
         path = ROOT / target
         assert target in tracked_files, f"{target} is not committed"
