@@ -1,11 +1,15 @@
 """Tags of the stage tasks that use a GPU, for a Prefect tag concurrency limit.
 
-`prefect concurrency-limit create gpu 1` lets one GPU stage run at a time on a host. The
-tag goes on the GPU stages (proxy, align, refine, evaluate) only where they will use a
+`prefect concurrency-limit create gpu N` caps the GPU stages running at once at N across
+the whole Prefect server: a tag limit is global (every worker, pool and host counts against
+it), not per host. Per-host and per-pool limits are a worker's `--limit` and the work
+pool's concurrency limit (deployments/README.md).
+
+The tag goes on the GPU stages (proxy, align, refine, evaluate) only where they will use a
 GPU: CUDA is available, or ORCA_GPU_TAG=1 says so (e.g. in a work pool's job environment).
-On a CPU-only machine they hold no GPU, and a tag is not free: before each tagged task
-run Prefect asks the server for a concurrency slot, a round trip measured at about 0.4 s
-per task on the local server, 1.6 s per pipeline run.
+On a CPU-only machine they hold no GPU, and a tag is not free: before each tagged task run
+Prefect asks the server for a concurrency slot, a round trip measured at about 0.4 s per
+task on the local server, 1.6 s per pipeline run.
 """
 
 from __future__ import annotations
