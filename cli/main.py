@@ -4,6 +4,7 @@
 
     run, ingest, tasks    a task through the pipeline, its splits, the tasks  commands_run.py
     bench, demo           sweeps of tasks x methods x seeds                   commands_sweep.py
+    predict               a registered model's predictions (and metric)       commands_predict.py
     compare, ablations    the commands that write a report                    commands_report.py
     retry                 a failed flow run again                             retry.py
     ui                    the Prefect and MLflow UIs                          ui.py
@@ -34,7 +35,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import commands_report, commands_run, commands_sweep, otdd, retry, ui
+from cli import commands_predict, commands_report, commands_run, commands_sweep, otdd, retry, ui
 from cli.command import Args, Command, CommandFailed
 from cli.options import spread_variadic
 from orca import stopping
@@ -48,9 +49,22 @@ COMMANDS: dict[str, Command] = {
     **retry.COMMANDS,
     **ui.COMMANDS,
     **otdd.COMMANDS,
+    **commands_predict.COMMANDS,
 }
 # The order `orca --help` lists them in.
-ORDER = ("run", "ingest", "tasks", "bench", "compare", "ablations", "demo", "retry", "ui", "otdd")
+ORDER = (
+    "run",
+    "ingest",
+    "tasks",
+    "bench",
+    "compare",
+    "ablations",
+    "demo",
+    "predict",
+    "retry",
+    "ui",
+    "otdd",
+)
 
 app = typer.Typer(
     name="orca",

@@ -20,8 +20,18 @@ from tasks.reports import comparison_report
 
 
 @flow(name="orca-compare", validate_parameters=True)
-def compare(sweep_run_id: str | None = None, reports_dir: str = "reports") -> dict[str, Any]:
-    """Assemble the comparison of one sweep run (default: the latest)."""
+def compare(
+    sweep_run_id: str | None = None,
+    reports_dir: str = "reports",
+    sweep_flow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Assemble the comparison of one sweep: its MLflow run `sweep_run_id`, or the sweep
+    that Prefect flow run `sweep_flow_run_id` ran (what the weekly refresh's trigger
+    passes), or else the latest."""
+    if sweep_run_id and sweep_flow_run_id:
+        raise ValueError("give sweep_run_id or sweep_flow_run_id, not both")
+    if sweep_flow_run_id:
+        sweep_run_id = sweep_tracking.sweep_run_of_flow_run(sweep_flow_run_id)
     sweep_run_id = sweep_run_id or sweep_tracking.latest_sweep_run_id()
     runs = sweep_tracking.sweep_results(sweep_run_id)
     if not runs:

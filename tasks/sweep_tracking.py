@@ -2,7 +2,9 @@
 
 A sweep is one MLflow run tagged orca.kind=benchmark; each pipeline run under it is a
 child (mlflow.parentRunId) tagged orca.benchmark_run=<parent id>, with its result in the
-tags orca.metric / orca.value / orca.lower_is_better and its weights at orca.model_path.
+metric test_<name> (the name in the tag orca.metric; runs logged before it was read from
+metrics have only the tag orca.value), orca.lower_is_better, and its weights at
+orca.model_path.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from prefect import task
 from orca.config.sweep import SweepConfig
 from orca.errors import NoResultsError
 from tasks.logs import run_logger
+from tasks.model_registry import CHAMPION_ALIAS
 from tasks.tracking import EXPERIMENT, NO_CACHE, experiment_id, registered_model_name
-
-CHAMPION_ALIAS = "champion"
 
 
 @task(name="start-parent-tracking", **NO_CACHE)
@@ -118,6 +119,29 @@ def latest_sweep_run_id() -> str:
     return found[0].info.run_id
 
 
+def sweep_run_of_flow_run(flow_run_id: str) -> str:
+    """The MLflow run of the sweep that Prefect flow run `flow_run_id` ran (its parent run
+    carries the tag prefect.flow_run_id)."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    found = (
+        client.search_runs(
+            [experiment.experiment_id],
+            filter_string=(
+                f"tags.`orca.kind` = 'benchmark' and tags.`prefect.flow_run_id` = '{flow_run_id}'"
+            ),
+            max_results=1,
+        )
+        if experiment
+        else []
+    )
+    if not found:
+        raise NoResultsError(
+            f"sweep_flow_run_id: no sweep run in MLflow was made by flow run {flow_run_id!r}"
+        )
+    return found[0].info.run_id
+
+
 @task(name="read-benchmark-results", **NO_CACHE)
 def sweep_results(sweep_run_id: str) -> list[dict[str, Any]]:
     """Every finished child run of a sweep, as rows for orca.reporting."""
@@ -139,7 +163,7 @@ def sweep_results(sweep_run_id: str) -> list[dict[str, Any]]:
                 "seed": int(tags["orca.seed"]),
                 "backbone": tags["orca.backbone"],
                 "metric": tags["orca.metric"],
-                "value": float(tags["orca.value"]),
+                "value": result_value(run),
                 "lower_is_better": tags["orca.lower_is_better"] == "True",
                 "run_id": run.info.run_id,
                 "model_path": tags.get("orca.model_path"),
@@ -150,6 +174,14 @@ def sweep_results(sweep_run_id: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["task"], r["method"], r["seed"]))
 
 
+def result_value(run: Any) -> float:
+    """A child run's test result: its metric test_<orca.metric>, or for a run logged
+    before results were read from metrics, its tag orca.value."""
+    tags = run.data.tags
+    value = run.data.metrics.get(f"test_{tags['orca.metric']}")
+    return float(value) if value is not None else float(tags["orca.value"])
+
+
 @task(name="crown-champions", **NO_CACHE)
 def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
     """Register the best run of each task's best method and alias it `champion`.
@@ -158,12 +190,12 @@ def crown_champions(runs: list[dict[str, Any]]) -> dict[str, str]:
     register, so where one has the best score the champion is the best fine-tuned model
     (the comparison table still shows the classical one ahead), and a task that only
     classical methods ran gets none. Returns task -> "model-name/version". A version whose
-    weights are already registered is reused (see tasks.tracking.register_model).
+    weights are already registered is reused (see tasks.model_registry.register_model).
     """
     from orca.config.pipeline import PipelineConfig
     from orca.methods import METHODS
     from orca.reporting.comparison import best_methods, summarise
-    from tasks.tracking import register_model
+    from tasks.model_registry import register_model
 
     runs = [run for run in runs if METHODS.get(run["method"]).family == "orca"]
     best = best_methods(summarise(runs))

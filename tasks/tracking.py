@@ -5,7 +5,8 @@ Cached still records the full alignment and training curves.
 
 Opening, logging to and closing a run are plain functions the pipeline flow calls: each is
 one or two MLflow calls, and as Prefect tasks they cost more in orchestration than they do
-in work (seven task runs per pipeline run). Registering a model stays a task.
+in work (seven task runs per pipeline run). Registering a model stays a task, in
+tasks/model_registry.py (re-exported here for the pipeline's summary).
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
-from prefect import task
 
 from orca.config.base import flatten
 from orca.config.pipeline import PipelineConfig
 from runtime.state import StateDir
-from tasks.logs import run_logger
+
+# The model registry's, used from here by the pipeline's summary and the sweep's tasks.
+from tasks.model_registry import NO_CACHE as NO_CACHE
+from tasks.model_registry import register_model as register_model
+from tasks.model_registry import registered_model_name as registered_model_name
 
 EXPERIMENT = "orca"
-NO_CACHE: dict[str, Any] = {"persist_result": False, "cache_policy": None}
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
-
-
-def registered_model_name(task_name: str) -> str:
-    return f"orca-{task_name}"
 
 
 def _client() -> MlflowClient:
@@ -177,6 +176,9 @@ STAGE_PARAMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def _result_tags(reference: dict[str, Any]) -> dict[str, Any]:
+    """Which metric is the run's result (the value itself is the metric test_<name>), and
+    which way is better. orca.value repeats the value as a tag, as older runs had it only
+    there (tasks/sweep_tracking.py reads the metric first)."""
     return {
         "orca.metric": reference["metric"],
         "orca.value": repr(float(reference["value"])),
@@ -201,58 +203,6 @@ STAGE_TAGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "orca.model_fingerprint": ref["fingerprint"],
     },
 }
-
-
-@task(name="register-model", **NO_CACHE)
-def register_model(run_id: str, config: PipelineConfig, model_ref: dict[str, Any]) -> str:
-    """Log the fine-tuned model to the run and register it; reuse an identical version.
-
-    Returns the registered model version. A version with the same weights fingerprint
-    is linked (tagged) rather than logged again.
-    """
-    from orca.data.task_file import load_task_file
-    from orca.stages.evaluate import load_trained_model
-
-    if config.task_file is not None:  # a user's task, maybe not yet known to this process
-        load_task_file(config.task_file, allow_outside=config.allow_outside)
-    logger = run_logger()
-    client = _client()
-    name = registered_model_name(config.task)
-    existing = _version_with_fingerprint(client, name, model_ref["fingerprint"])
-    if existing is not None:
-        client.set_tag(run_id, "registered_model", f"{name}/{existing}")
-        logger.info("model already registered as %s version %s", name, existing)
-        return existing
-    model = load_trained_model(config.task, config.backbone, model_ref, config.seed)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            serialization_format="pickle",
-            pip_requirements=["torch", "transformers", "orca-xmodal"],
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
-    client.set_model_version_tag(name, version, "fingerprint", model_ref["fingerprint"])
-    client.set_tag(run_id, "registered_model", f"{name}/{version}")
-    logger.info("registered %s version %s", name, version)
-    return version
-
-
-def _version_with_fingerprint(client: MlflowClient, name: str, fingerprint: str) -> str | None:
-    """The version of model `name` whose weights have `fingerprint`, or None. A registry
-    that cannot be searched raises: taking that for "not registered" would register the
-    same weights again as a new version."""
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except mlflow.exceptions.MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    for version in versions:
-        if version.tags.get("fingerprint") == fingerprint:
-            return str(version.version)
-    return None
 
 
 def finish_run(run_id: str, status: str, error: str | None = None) -> None:

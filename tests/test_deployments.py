@@ -379,7 +379,7 @@ def test_the_compare_deployment_is_triggered_by_completed_refreshes(server, depl
     (action,) = automation["actions"]
     assert action["type"] == "run-deployment"
     assert action["deployment_id"] == compare["id"]
-    assert action["parameters"] is None  # the deployment's own: the latest sweep
+    assert action["parameters"] == {"sweep_flow_run_id": "{{ flow_run.id | string }}"}
 
 
 def test_the_server_rejects_parameters_that_break_the_config_schema(server, deployed):
@@ -469,7 +469,11 @@ def test_a_completed_refresh_triggers_the_comparison_on_the_cpu_pool(server, dep
         time.sleep(0.5)
     (compare_run,) = compare_runs  # one: the ingest runs' completions did not trigger it
     assert compare_run["state"]["type"] == "SCHEDULED"
-    assert compare_run["parameters"] == {"reports_dir": "reports"}
+    # the trigger passes the refresh's own flow run, so compare reports on that sweep
+    assert compare_run["parameters"] == {
+        "reports_dir": "reports",
+        "sweep_flow_run_id": refresh_run["id"],
+    }
 
     output = server.run_worker(CPU_POOL, "compare-worker", limit=1)
     compare_run = server.flow_run(compare_run["id"])

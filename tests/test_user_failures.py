@@ -122,7 +122,7 @@ def test_a_registry_that_cannot_be_searched_is_an_error_not_a_new_version():
     import pytest
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
-    from tasks.tracking import _version_with_fingerprint
+    from tasks.model_registry import version_with_fingerprint
 
     class BrokenRegistry:
         def search_model_versions(self, query):
@@ -135,8 +135,8 @@ def test_a_registry_that_cannot_be_searched_is_an_error_not_a_new_version():
             )
 
     with pytest.raises(mlflow.exceptions.MlflowException, match="database is locked"):
-        _version_with_fingerprint(BrokenRegistry(), "orca-gunpoint", "abc")
-    assert _version_with_fingerprint(NoSuchModel(), "orca-gunpoint", "abc") is None
+        version_with_fingerprint(BrokenRegistry(), "orca-gunpoint", "abc")
+    assert version_with_fingerprint(NoSuchModel(), "orca-gunpoint", "abc") is None
 
 
 def test_task_file_splits_outside_its_folder_need_allow_outside(tmp_path, capsys):
