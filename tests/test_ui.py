@@ -403,8 +403,8 @@ def _shoot_readme_pages(page, urls: dict[str, str], shots: Path) -> None:
 
     prefect, mlflow = urls["prefect_url"], urls["mlflow_url"]
     page.goto(f"{prefect}/runs")
-    expect(page.get_by_text("orca-sweep").first).to_be_visible()
-    expect(page.get_by_text("orca-compare").first).to_be_visible()
+    expect(page.get_by_text("orca-compare").first).to_be_visible()  # the latest runs first
+    expect(page.get_by_text("orca-pipeline").first).to_be_visible()
     _shoot(page, shots / "prefect-runs.png")
     _check_inline_profile(page, prefect, shots, "prefect-comparison-report.png")
 
@@ -412,11 +412,32 @@ def _shoot_readme_pages(page, urls: dict[str, str], shots: Path) -> None:
     experiment = httpx.get(
         f"{api}/experiments/get-by-name", params={"experiment_name": "orca"}, timeout=30
     ).json()["experiment"]
-    page.goto(f"{mlflow}/#/experiments/{experiment['experiment_id']}")
+    [sweep] = httpx.post(
+        f"{api}/runs/search",
+        json={
+            "experiment_ids": [experiment["experiment_id"]],
+            "filter": "tags.`orca.kind` = 'benchmark'",
+            "order_by": ["attributes.start_time DESC"],
+            "max_results": 1,
+        },
+        timeout=30,
+    ).json()["runs"]
+    page.goto(f"{mlflow}/#/experiments/{experiment['experiment_id']}/runs")
+    sweep_cell = page.get_by_role("gridcell", name=re.compile(sweep["info"]["run_name"]))
+    expect(sweep_cell.first).to_be_visible()
+    assistant = page.get_by_role("button", name="Close", exact=True)
+    if assistant.count():  # MLflow's assistant panel, open on a first visit
+        assistant.first.click()
+    sweep_cell.first.get_by_role("button").first.click()  # show its pipeline runs
     expect(page.get_by_text("gunpoint-orca-seed0").first).to_be_visible()
     _shoot(page, shots / "mlflow-runs.png")
     page.goto(f"{mlflow}/#/models")
     expect(page.get_by_text("orca-gunpoint", exact=True).first).to_be_visible()
+    announcement = page.get_by_role("dialog")  # MLflow's what's-new dialog, on a first visit
+    if announcement.count():
+        page.keyboard.press("Escape")
+        expect(announcement).to_have_count(0)
+    expect(page.get_by_text("champion").first).to_be_visible()  # the compare flow's aliases
     _shoot(page, shots / "mlflow-models.png")
 
 
