@@ -5,7 +5,9 @@
 Starts two servers as child processes, on 127.0.0.1 unless --host says otherwise:
 `prefect server start` (PREFECT_HOME: the state directory's prefect/, so its database holds
 the flow runs of earlier orca commands) and `mlflow server` (the state's mlflow.db; files
-logged through this server go to mlartifacts/). Once both answer their health checks, the
+logged through this server go to mlartifacts/). In team mode (ORCA_DATABASE_URL,
+runtime/team_db.py) both serve the team's PostgreSQL database instead, so they show every
+machine's runs. Once both answer their health checks, the
 two URLs are printed (with --json, only one JSON object with `prefect_url` and `mlflow_url`
 goes to stdout, the rest to stderr), and it runs until Ctrl-C or SIGTERM, when both servers
 are stopped. Their logs go to logs/prefect-server.log and logs/mlflow-server.log under the

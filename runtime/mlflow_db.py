@@ -9,8 +9,10 @@ directory (mlartifacts/0), where MLflow would otherwise have put them under the 
 directory of whichever process created the store.
 
 `make bootstrap` makes the template (`python -m runtime.mlflow_db`); if it is missing, the
-first state directory to need it makes it. Tracking URIs other than a local SQLite file (a
-tracking server, another database) are left to MLflow.
+first state directory to need it makes it. A team database (ORCA_DATABASE_URL,
+runtime/team_db.py) has no template: `prepare_store` has MLflow migrate it, once, with the
+Default experiment's artifacts in the state directory too. Other tracking URIs (a tracking
+server, another database) are left to MLflow.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from contextlib import closing
 from pathlib import Path
 
 from orca.atomic import atomic_path
+from runtime import team_db
 from runtime.state import StateDir
 
 # MLflow's SQL store module (not public): about 0.5 s to import, so a command that will
@@ -96,6 +99,26 @@ def seed_state_database() -> bool:
     finally:
         copy.unlink(missing_ok=True)
     return True
+
+
+def prepare_store() -> None:
+    """Have the tracking store made and migrated before the first run is logged (in the
+    state server's helper, while Prefect's server starts). A team database is opened with
+    MLflow's SQL store, which migrates it if needed and makes the Default experiment with
+    its artifacts in the state directory; the caller holds the team database's first-use
+    lock (team_db.setup_lock). Any other store not seeded is made by MLflow's client."""
+    if is_ready():
+        return
+    database = team_db.configured()
+    if database is not None and os.environ.get("MLFLOW_TRACKING_URI") == database.mlflow_uri:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        # The root: MLflow keeps the Default experiment's artifacts in its subfolder 0.
+        SqlAlchemyStore(database.mlflow_uri, StateDir.from_env().mlflow_artifacts.as_uri())
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient().search_experiments(max_results=1)
 
 
 def is_ready() -> bool:

@@ -69,7 +69,8 @@ def boot() -> None:
 @contextmanager
 def shared_prefect_api() -> Iterator[str]:
     """Yield the API URL that the flows and worker processes of this command use, set as
-    PREFECT_API_URL for the duration."""
+    PREFECT_API_URL for the duration: as a Prefect setting, and for the threads that start
+    without that setting (`_threads_use_api`)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     configured = _configured_url()
@@ -77,8 +78,37 @@ def shared_prefect_api() -> Iterator[str]:
         yield configured
         return
     url = api_mode().url()
-    with temporary_settings(updates={PREFECT_API_URL: url, **heartbeats_off()}):
+    with (
+        temporary_settings(updates={PREFECT_API_URL: url, **heartbeats_off()}),
+        _threads_use_api(url),
+    ):
         yield url
+
+
+@contextmanager
+def _threads_use_api(url: str) -> Iterator[None]:
+    """PREFECT_API_URL=`url` in os.environ and in Prefect's process-wide settings, which a
+    new thread gets instead of the settings of the thread that started it; then as before.
+
+    Prefect's process pool forwards its workers' events from a thread of its own. Without
+    this, that thread's events worker found no API URL and started Prefect's temporary
+    server in the command's process, a second server on the same database, and sent the
+    events there; one was seen left running after its command had exited. The process-wide
+    settings are rebuilt from the environment with
+    prefect.context.refresh_global_settings_context (not public)."""
+    from prefect.context import refresh_global_settings_context
+
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    refresh_global_settings_context()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+        refresh_global_settings_context()
 
 
 HEARTBEAT_SETTINGS = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
@@ -115,14 +145,15 @@ API_MODES.register("background", ApiMode(boot=Connection.start, url=Connection.w
 def _inline_url() -> str:
     from prefect.server.api.server import SubprocessASGIServer
 
-    from runtime import mlflow_db
+    from runtime import mlflow_db, team_db
     from runtime.prefect_db import seed_state_database
 
-    seed_state_database()
-    mlflow_db.seed_state_database()
-
-    server = SubprocessASGIServer()  # the same instance ephemeral mode would start
-    server.start()
+    with team_db.setup_lock():  # a team database is migrated by one process at a time
+        seed_state_database()
+        mlflow_db.seed_state_database()
+        mlflow_db.prepare_store()
+        server = SubprocessASGIServer()  # the same instance ephemeral mode would start
+        server.start()
     return server.api_url
 
 

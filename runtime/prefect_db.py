@@ -100,7 +100,9 @@ def use_immediate_transactions() -> None:
     busy timeout. The API answers 503, and Prefect's client tries again two seconds later:
     a nested flow run of a sweep met this about once every ten seconds. A transaction
     that begins IMMEDIATE waits for the lock instead (up to Prefect's busy timeout), which
-    costs milliseconds on one user's server. Other databases are left as they are.
+    costs milliseconds on one user's server. Other databases, such as a team's PostgreSQL
+    (runtime/team_db.py), which locks rows rather than the whole database, are left as
+    they are.
     """
     from prefect.server.database.dependencies import set_database_config
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL

@@ -9,6 +9,11 @@ Layout under the state root (default `./.orca`, overridable with ORCA_HOME):
     mlflow.db    MLflow tracking store (SQLite)
     mlartifacts/ MLflow artifact store
     downloads/   third-party data caches (e.g. aeon's), instead of the home directory
+    huggingface/ HF_HOME: the Hugging Face cache (hub models, datasets), unless HF_HOME is set
+
+With ORCA_DATABASE_URL set (team mode, runtime/team_db.py), Prefect's and MLflow's
+databases are the two schemas of one PostgreSQL database instead, and prefect/prefect.db and
+mlflow.db are not made; everything else stays here.
 
 The cache records of the stage and pipeline-run tasks can live elsewhere: ORCA_RESULT_STORAGE
 (or `orca --result-storage`) is a local directory or an fsspec URL (`file:///shared/results`,
@@ -23,6 +28,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from runtime import team_db
 
 STATE_ENV_VAR = "ORCA_HOME"
 RESULT_STORAGE_ENV = "ORCA_RESULT_STORAGE"
@@ -98,7 +105,16 @@ class StateDir:
 
     @property
     def mlflow_uri(self) -> str:
+        """MLflow's tracking store: the team database's (ORCA_DATABASE_URL), else the
+        SQLite file mlflow.db."""
+        database = team_db.configured()
+        if database is not None:
+            return database.mlflow_uri
         return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def huggingface(self) -> Path:
+        return self.root / "huggingface"
 
     @property
     def mlflow_artifacts(self) -> Path:
@@ -113,9 +129,10 @@ class StateDir:
     def environment(self) -> dict[str, str]:
         """Environment variables for an isolated, offline, quiet run under this root.
 
-        They must be in os.environ before Prefect or MLflow is imported.
+        They must be in os.environ before Prefect or MLflow is imported. With
+        ORCA_DATABASE_URL set, Prefect's server and MLflow use that PostgreSQL database.
         """
-        return {
+        environment = {
             STATE_ENV_VAR: str(self.root),
             "PREFECT_HOME": str(self.prefect_home),
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.results),
@@ -129,7 +146,12 @@ class StateDir:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "AEON_DATA": str(self.root / "downloads" / "aeon"),
+            "HF_HOME": str(self.huggingface),
         }
+        database = team_db.configured()
+        if database is not None:
+            environment.update(database.environment())
+        return environment
 
 
 def activate(
@@ -137,16 +159,24 @@ def activate(
 ) -> StateDir:
     """Create the state directory and export its environment into this process.
 
-    Values the user already set explicitly (e.g. PREFECT_API_URL, MLFLOW_TRACKING_URI) win,
-    so that a deployment can point at shared servers. `result_storage` (or an existing
-    ORCA_RESULT_STORAGE) is checked and exported as ORCA_RESULT_STORAGE: where the cached
-    tasks keep their records (tasks/storage.py); it must be set before they are imported.
+    Values the user already set explicitly (e.g. PREFECT_API_URL, MLFLOW_TRACKING_URI,
+    HF_HOME) win, so that a deployment can point at shared servers. `result_storage` (or an
+    existing ORCA_RESULT_STORAGE) is checked and exported as ORCA_RESULT_STORAGE: where the
+    cached tasks keep their records (tasks/storage.py); it must be set before they are
+    imported. A team database (ORCA_DATABASE_URL) is checked first: it must answer, and its
+    two schemas are made if missing (runtime/team_db.py). Each check raises ValueError
+    before anything is changed.
     """
-    if root is not None:
-        os.environ[STATE_ENV_VAR] = str(Path(root).expanduser().resolve())
+    database = team_db.configured()
+    if database is not None:
+        database.ensure_schemas()
     result_storage = result_storage or os.environ.get(RESULT_STORAGE_ENV)
     if result_storage is not None:
-        os.environ[RESULT_STORAGE_ENV] = check_result_storage(result_storage)
+        result_storage = check_result_storage(result_storage)
+    if root is not None:
+        os.environ[STATE_ENV_VAR] = str(Path(root).expanduser().resolve())
+    if result_storage is not None:
+        os.environ[RESULT_STORAGE_ENV] = result_storage
     state = StateDir.from_env().create()
     for key, value in state.environment().items():
         if key == STATE_ENV_VAR:
@@ -159,6 +189,7 @@ def activate(
 # Variables a worker process needs besides the state directory's own environment.
 WORKER_VARIABLES = (
     RESULT_STORAGE_ENV,
+    team_db.DATABASE_URL_ENV,
     "ORCA_DATA_DIR",
     "HF_HUB_OFFLINE",
     "PREFECT_API_URL",

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from orca.atomic import atomic_path
-from runtime import mlflow_db
+from runtime import mlflow_db, team_db
 from runtime.prefect_db import seed_state_database
 from runtime.state import StateDir
 
@@ -222,21 +222,12 @@ def serve(start_fd: int, reply_fd: int) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     timeout = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120))
-    with open(files["log"], "a") as log:
-        # A new state starts from migrated copies (runtime/prefect_db.py, runtime/mlflow_db.py).
-        seed_state_database()
-        mlflow_db.seed_state_database()
-        server = ApiServer(log)
     try:
-        try:
-            if not mlflow_db.is_ready():  # not seeded: MLflow creates and migrates it now
-                from mlflow import MlflowClient
-
-                MlflowClient().search_experiments(max_results=1)
-            server.wait_healthy(timeout)
-        except Exception as error:  # the command raises it
-            _reply(reply_fd, {"error": f"{type(error).__name__}: {error}"})
-            return 1
+        server = _bring_up(files["log"], timeout)
+    except Exception as error:  # the command raises it
+        _reply(reply_fd, {"error": f"{type(error).__name__}: {error}"})
+        return 1
+    try:
         with atomic_path(files["json"]) as tmp:
             tmp.write_text(json.dumps({"api_url": server.api_url, "pid": os.getpid()}))
         _log(files["log"], f"{STARTED_MESSAGE} at {server.api_url} (helper {os.getpid()})")
@@ -254,6 +245,26 @@ def serve(start_fd: int, reply_fd: int) -> int:
         server.stop()
         _log(files["log"], f"Prefect API server stopped (helper {os.getpid()})")
     return 0  # the lock on server.clients goes with this process
+
+
+def _bring_up(log_path: Path, timeout: float) -> ApiServer:
+    """The databases ready and the server answering. A new state starts from migrated
+    copies (runtime/prefect_db.py, runtime/mlflow_db.py); a team database (PostgreSQL,
+    runtime/team_db.py) is migrated by Prefect's server as it starts and by MLflow's store,
+    under its first-use lock, so that two machines starting together do not both migrate."""
+    with team_db.setup_lock():
+        seed_state_database()
+        mlflow_db.seed_state_database()
+        with open(log_path, "a") as log:
+            server = ApiServer(log)
+        try:
+            mlflow_db.prepare_store()  # where nothing was seeded, while the server starts
+            server.wait_healthy(timeout)
+        except BaseException:
+            server.stop()
+            _log(log_path, f"Prefect API server stopped (helper {os.getpid()})")
+            raise
+    return server
 
 
 def _log(path: Path, message: str) -> None:

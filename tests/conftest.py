@@ -22,6 +22,8 @@ for _var in (
     "MLFLOW_TRACKING_URI",
     "PREFECT_HOME",
     "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
+    "ORCA_DATABASE_URL",  # a developer's team database is not the tests' (test_team_postgres)
+    "HF_HOME",  # the state directory's huggingface/ (runtime/state.py)
 ):
     os.environ.pop(_var, None)
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"

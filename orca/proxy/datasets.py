@@ -9,8 +9,8 @@ picks the first available of PREFERRED[kind].
 Local copies are searched, in order, in:
     $ORCA_<NAME>_DIR              e.g. ORCA_CONLL2003_DIR, ORCA_CIFAR10_DIR
     $ORCA_DATA_DIR/<name>         ORCA_DATA_DIR defaults to ~/.cache/orca/data
-and, for CoNLL-2003, the Hugging Face datasets cache ($HF_DATASETS_CACHE or
-~/.cache/huggingface/datasets).
+and, for CoNLL-2003, the Hugging Face datasets cache ($HF_DATASETS_CACHE, else
+$HF_HOME/datasets: orca sets HF_HOME to the state directory's huggingface/ unless you did).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def _conll2003() -> Path:
         for filename in ("train.txt", "eng.train"):
             if (directory / filename).is_file():
                 return directory / filename
-    cache = Path(os.environ.get("HF_DATASETS_CACHE", "~/.cache/huggingface/datasets")).expanduser()
+    hf_home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface"))
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets").expanduser()
     if cache.is_dir():
         found = sorted(cache.glob("*conll2003*/**/*conll2003-train.arrow"))
         if found:
