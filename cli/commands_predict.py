@@ -4,12 +4,16 @@
 
 TASK is the task's champion, `models:/orca-TASK@champion` (crowned by `orca compare`); a
 `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `runs:/RUN_ID/model` URI is used as given.
-The inputs are INPUT.npz (`x`, and optionally `y`: orca/serving/files.py) or, with
-`--split`, a split of the data the model was trained on, read from the state directory
-(or ingested afresh). With targets (`y`, or any split) the task's test metric is computed by
-orca's own metric code. The model is loaded as MLflow's pyfunc, as `mlflow models serve`
-loads it. With --json: one object with `model`, `model_uri`, `task`, `input`, `rows`,
-`output_shape`, `out`, `metric`, `value` and `lower_is_better`.
+The inputs are INPUT.npz (`x`, and optionally `y` and `context.<name>` arrays:
+orca/serving/files.py) or, with `--split`, a split of the data the model was trained on,
+read from the state directory (or ingested afresh). With targets (`y`, or any split) the
+task's test metric is computed by orca's own metric code. A metric that needs per-example
+context (orca.metrics_context: PSICOV's psicov_mae8, Cosmic's cosmic_one_minus_auroc,
+FSD50K's one_minus_map_per_clip) takes it from the split, or from INPUT.npz's
+`context.<name>` arrays; targets without the context it needs are refused (exit 2, naming
+the missing fields) before the model loads. The model is loaded as MLflow's pyfunc, as
+`mlflow models serve` loads it. With --json: one object with `model`, `model_uri`, `task`,
+`input`, `rows`, `output_shape`, `out`, `metric`, `value` and `lower_is_better`.
 """
 
 from __future__ import annotations
@@ -43,7 +47,13 @@ def define_predict(
         str | None,
         typer.Argument(
             metavar="INPUT.npz",
-            help="an .npz file with x (N, *input_shape) and optionally y (the targets)",
+            help=(
+                "an .npz file with x (N, *input_shape), optionally y (the targets) and "
+                "context.NAME arrays, one row per example, for a metric that needs "
+                "per-example context (psicov_mae8: context.protein, context.row_start, "
+                "context.col_start, context.length; cosmic_one_minus_auroc: "
+                "context.ignore; one_minus_map_per_clip: context.clip)"
+            ),
             show_default=False,
         ),
     ] = None,
@@ -64,7 +74,11 @@ def define_predict(
     ] = None,
     json: Json = False,
 ) -> Args:
-    """Predictions of a registered model, and the task's metric when targets are given."""
+    """Predictions of a registered model, and the task's metric when targets are given.
+
+    A metric that needs per-example context (PSICOV, Cosmic and FSD50K's paper metrics)
+    reads it from the split, or from INPUT.npz's context.NAME arrays.
+    """
     return Args(**locals())
 
 
@@ -76,11 +90,12 @@ class Request:
     x: np.ndarray
     y: np.ndarray | None
     source: str  # the input file, or "the test split of gunpoint"
+    context: dict[str, np.ndarray]  # per-example context for the metric (field -> rows)
 
 
 def prepare(args: Args) -> Request:
     """Everything checked before the model loads; UserError / ValueError: exit 2."""
-    from orca.serving.files import check_inputs, check_targets, read_inputs
+    from orca.serving.files import check_inputs, check_targets, read_context, read_inputs
     from tasks.model_registry import model_split, resolve_model
 
     if (args.input_file is None) == (args.split is None):
@@ -97,11 +112,33 @@ def prepare(args: Args) -> Request:
     model = resolve_model(args.model)
     if args.input_file is not None:
         x, y = read_inputs(args.input_file, model.input_shape)
-        return Request(model, x, y, args.input_file)
-    data = model_split(model, args.split)
-    source = f"the {args.split} split of {model.task}"
-    x = check_inputs(source, data.x, model.input_shape)
-    return Request(model, x, check_targets(source, data.y, len(x)), source)
+        request = Request(model, x, y, args.input_file, read_context(args.input_file, len(x)))
+    else:
+        data = model_split(model, args.split)
+        source = f"the {args.split} split of {model.task}"
+        x = check_inputs(source, data.x, model.input_shape)
+        request = Request(model, x, check_targets(source, data.y, len(x)), source, data.context)
+    check_metric_context(request)
+    return request
+
+
+def check_metric_context(request: Request) -> None:
+    """UserError if the inputs have targets (so the metric is computed) and the model's
+    metric needs per-example context that they lack."""
+    from orca.errors import UserError
+    from orca.metrics import METRICS
+
+    metric = request.model.metadata.get("metric")
+    if request.y is None or metric is None or metric not in METRICS:
+        return  # scored as before (an unknown metric is reported when scoring)
+    missing = [name for name in METRICS.get(metric).context if name not in request.context]
+    if missing:
+        keys = ", ".join(f"context.{name}" for name in missing)
+        raise UserError(
+            f"{request.source}: the task's metric {metric!r} needs per-example context "
+            f"{missing}, not given; add the arrays {keys} (one row per row of x) to the "
+            "input file, or leave out y to only predict"
+        )
 
 
 def run(args: Args, request: Request) -> dict[str, Any]:
@@ -119,7 +156,7 @@ def run(args: Args, request: Request) -> dict[str, Any]:
     metadata = request.model.metadata
     metric, value = metadata.get("metric"), None
     if request.y is not None and metric is not None:
-        value = score(metric, predictions, request.y, request.source)
+        value = score(metric, predictions, request.y, request.source, request.context)
     if args.out is not None:
         arrays = {"predictions": predictions}
         if metadata.get("output") == "classification":
@@ -141,13 +178,20 @@ def run(args: Args, request: Request) -> dict[str, Any]:
     return result
 
 
-def score(metric: str, predictions: np.ndarray, y: np.ndarray, source: str) -> float:
-    """The task's metric by orca's own code; targets that do not fit it are a user error."""
+def score(
+    metric: str,
+    predictions: np.ndarray,
+    y: np.ndarray,
+    source: str,
+    context: dict[str, np.ndarray] | None = None,
+) -> float:
+    """The task's metric by orca's own code (with the inputs' per-example context, for a
+    metric that needs it); targets that do not fit it are a user error."""
     from orca.errors import UserError
     from orca.metrics import METRICS
 
     try:
-        return float(METRICS.get(metric).compute(predictions, y))
+        return float(METRICS.get(metric).score(predictions, y, context))
     except ValueError as err:
         raise UserError(f"{source}: y does not fit the task's metric: {err}") from err
 

@@ -2,7 +2,8 @@
 splits alone, and the registered tasks.
 
     orca run [TASK] [--task-file F] [--allow-outside] [--data-dir D] [--backbone NAME]
-             [--method M] [--seed N] [--set S.K=V]... [--json]
+             [--method M] [--seed N] [--device auto|cuda|cpu] [--preset orca|paper]
+             [--set S.K=V]... [--json]
     orca ingest [TASK] [--task-file F] [--allow-outside] [--data-dir D] [--json]
     orca tasks [--json]
 """
@@ -18,7 +19,17 @@ from typing import Annotated, Any
 import typer
 
 from cli.command import TRACKING_PRELOAD, Args, Command
-from cli.options import AllowOutside, DataDir, Json, Overrides, Task, TaskFile, parse_overrides
+from cli.options import (
+    AllowOutside,
+    DataDir,
+    Device,
+    Json,
+    Overrides,
+    Preset,
+    Task,
+    TaskFile,
+    parse_overrides,
+)
 from cli.retry import result_or_exit
 from orca.methods import METHODS
 
@@ -34,6 +45,8 @@ def define_run(
     ] = None,
     method: Annotated[str, typer.Option(help=f"one of: {', '.join(METHODS.names())}")] = "orca",
     seed: Annotated[int, typer.Option(help="the run's seed")] = 0,
+    device: Device = "auto",
+    preset: Preset = None,
     overrides: Overrides = None,
     json: Json = False,
 ) -> Args:
@@ -74,6 +87,8 @@ def config_from_args(args: Args):
         overrides=parse_overrides(getattr(args, "overrides", None)),
         task_file=args.task_file,
         allow_outside=args.allow_outside,
+        device=getattr(args, "device", "auto"),
+        preset=getattr(args, "preset", None),
     )
 
 

@@ -2,9 +2,10 @@
 
     orca bench (--suite NAME | --tasks T ... | --task-file F ...) [--allow-outside]
                [--methods M ...] [--seeds N] [--backbone B] [--set S.K=V]... [--workers N]
-               [--threads N] [--runner local|dask] [--dask-address ADDRESS] [--json]
+               [--threads N] [--runner local|dask] [--dask-address ADDRESS]
+               [--device auto|cuda|cpu] [--preset orca|paper] [--json]
     orca demo [--seeds N] [--methods M ...] [--reports-dir DIR] [--workers N] [--threads N]
-              [--runner R] [--dask-address ADDRESS] [--json]
+              [--runner R] [--dask-address ADDRESS] [--device auto|cuda|cpu] [--json]
 
 --workers runs that many pipeline runs at once (worker processes, see runtime/runners.py);
 --threads sets torch's threads per process (default: the cores divided among the workers,
@@ -30,8 +31,10 @@ from cli.command import TRACKING_PRELOAD, Args, Command
 from cli.commands_report import COMPARE_JSON_KEYS, print_comparison, run_compare
 from cli.options import (
     DaskAddress,
+    Device,
     Json,
     Overrides,
+    Preset,
     ReportsDir,
     Runner,
     Seeds,
@@ -87,6 +90,8 @@ def define_bench(
     threads: Threads = None,
     runner: Runner = "local",
     dask_address: DaskAddress = None,
+    device: Device = "auto",
+    preset: Preset = None,
     overrides: Overrides = None,
     json: Json = False,
 ) -> Args:
@@ -103,6 +108,7 @@ def define_demo(
     threads: Threads = None,
     runner: Runner = "local",
     dask_address: DaskAddress = None,
+    device: Device = "auto",
     json: Json = False,
 ) -> Args:
     """Bench + compare on the embedded suite (packaged data and weights), then
@@ -124,6 +130,8 @@ def bench_config(args: Args):
         seeds=args.seeds,
         backbone=args.backbone,
         overrides=parse_overrides(args.overrides),
+        device=args.device,
+        preset=args.preset or "orca",
     )
     return config, runner
 
@@ -134,7 +142,8 @@ def demo_config(args: Args):
 
     runner = runner_options(args)
     methods = tuple(args.methods or DEMO_METHODS)
-    return SweepConfig(suite=DEMO_SUITE, methods=methods, seeds=args.seeds), runner
+    config = SweepConfig(suite=DEMO_SUITE, methods=methods, seeds=args.seeds, device=args.device)
+    return config, runner
 
 
 def run_bench(config, runner, as_json: bool, quiet: bool = False) -> dict[str, Any]:
@@ -205,7 +214,8 @@ def run_demo(args: Args, config, runner) -> dict[str, Any]:
     methods = " ".join(config.methods)
     context = {
         "command": f"orca demo --seeds {config.seeds} --methods {methods} --workers {args.workers}"
-        + ("" if args.runner == "local" else f" --runner {args.runner}"),
+        + ("" if args.runner == "local" else f" --runner {args.runner}")
+        + ("" if args.device == "auto" else f" --device {args.device}"),
         "machine": f"{machine_description()}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch thread(s) per run, {args.workers} run(s) at once",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+from orca.devices import DEVICES
+from orca.presets import PRESETS
 from runtime.runners import TASK_RUNNERS, RunnerOptions
 
 Json = Annotated[
@@ -53,6 +55,23 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="where published benchmark files live (sets $ORCA_DATA_DIR)"),
 ]
 Seeds = Annotated[int, typer.Option("--seeds", help="seeds per task and method")]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help=f"settings applied over each task's defaults, under --set: "
+        f"{', '.join(PRESETS.names())} (paper: the authors' configs; default orca)",
+        show_default=False,
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help=f"where proxy, align, refine and evaluate run: {', '.join(DEVICES.names())} "
+        "(auto: CUDA when torch sees a GPU, else the CPU)",
+    ),
+]
 # Where the runs of `orca bench` and `orca demo` go (runtime/runners.py): `runner_options`.
 DASK_ADDRESS_ENV = "ORCA_DASK_ADDRESS"
 Workers = Annotated[int, typer.Option("--workers", help="pipeline runs at once")]

@@ -1,6 +1,7 @@
 """The paper's ablations as one flow: alignment convergence, the data-limited regime, and
-the pretraining modality (text vs vision body on a 2D task). Writes reports/ablations.md
-with a section and a plot for each; runs nest under one MLflow run tagged orca.kind=ablation.
+the pretraining modality (text vs vision body on a 2D and a 1D task). Writes
+reports/ablations.md with a section and a plot for each; runs nest under one MLflow run
+tagged orca.kind=ablation.
 """
 
 from __future__ import annotations

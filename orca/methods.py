@@ -24,7 +24,9 @@ from orca.stages.order import FAMILY_STAGES
 class MethodSpec:
     name: str
     description: str
-    align: bool  # run stage 2 (embedder learning); otherwise the embedder keeps its init
+    # Run stage 2 (embedder learning); otherwise the embedder keeps its initialisation, as
+    # AlignConfig.embedder_init gives it with 0 epochs (orca's, or the authors' no-align one).
+    align: bool
     refine_mode: str = "full"  # a name in orca.training.refine_modes.REFINE_MODES
     pretrained_body: bool = True  # False: the same architecture, randomly initialised
     align_metric: str | None = None  # overrides align.metric (None: the config's)

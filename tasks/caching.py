@@ -102,7 +102,10 @@ def pipeline_run_key(context: Any, parameters: dict[str, Any]) -> str:
     """A whole pipeline run's cache key: its config and the code version. The MLflow parent
     it nests under is deliberately not part of it, so a later benchmark reuses the run."""
     config = parameters["config"]
-    return f"pipeline-run-{fingerprint_json({'code': CODE_VERSION, 'config': config.to_dict()})}"
+    key = {"code": CODE_VERSION, "config": config.to_dict()}
+    if config.family != "classical":  # where the torch stages ran: a CUDA run is not a CPU one
+        key["device"] = config.resolved_device
+    return f"pipeline-run-{fingerprint_json(key)}"
 
 
 def pipeline_run_cache_policy() -> CachePolicy:

@@ -107,7 +107,7 @@ def ingested_split(
     with tempfile.TemporaryDirectory(prefix="orca-ingest-") as tmp:
         reference = ingest_stage.ingest(task_name, Path(tmp) / "splits", split_seed, train_fraction)
         data = read_split(reference["splits"][split]["path"])
-        return SplitData(np.array(data.x), np.array(data.y), data.metadata)
+        return SplitData(np.array(data.x), np.array(data.y), data.metadata, data.context)
 
 
 @task(name="register-model", **NO_CACHE)

@@ -100,7 +100,13 @@ def ingest(config: PipelineConfig) -> dict[str, Any]:
 
 def proxy(config: PipelineConfig) -> dict[str, Any]:
     """Stage 1: the proxy dataset featurised by the body's input embedding."""
-    return _run("proxy", stages.proxy_features, backbone=config.backbone, config=config.proxy)
+    return _run(
+        "proxy",
+        stages.proxy_features,
+        backbone=config.backbone,
+        config=config.proxy,
+        device=config.resolved_device,
+    )
 
 
 def align(config: PipelineConfig, dataset: dict[str, Any], proxy: dict[str, Any]):
@@ -116,6 +122,7 @@ def align(config: PipelineConfig, dataset: dict[str, Any], proxy: dict[str, Any]
         epochs=config.align_epochs,
         seed=config.seed,
         pretrained=config.pretrained_body,
+        device=config.resolved_device,
     )
 
 
@@ -132,6 +139,7 @@ def refine(config: PipelineConfig, dataset: dict[str, Any], embedder: dict[str, 
         seed=config.seed,
         mode=config.refine_mode,
         pretrained=config.pretrained_body,
+        device=config.resolved_device,
     )
 
 
@@ -145,6 +153,7 @@ def evaluate(config: PipelineConfig, dataset: dict[str, Any], model: dict[str, A
         dataset=dataset,
         model=model,
         seed=config.seed,
+        device=config.resolved_device,
     )
 
 

@@ -3,6 +3,11 @@
 Each calls one orca.stages function, writes into its content-addressed directory, logs
 progress (and reports it, see tasks/progress.py), and returns a small JSON reference
 (paths + fingerprints), persisted as the cache.
+
+The torch stages (proxy, align, refine, evaluate) take `device`, the resolved device type
+("cuda" or "cpu", PipelineConfig.resolved_device), never "auto": it is part of their cache
+key, because a CUDA run (bf16 training steps, other kernels) does not give the CPU's
+numbers, and a cache hit must give what running the stage here would.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def ingest(
 
 
 @task(name="proxy", cache_policy=stage_cache_policy("proxy"), tags=GPU_TAGS, **STAGE_OPTIONS)
-def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
+def proxy_features(backbone: str, config: ProxyConfig, device: str = "cpu") -> dict[str, Any]:
     """Featurise the labelled proxy dataset with the body's own input embedding."""
     fail_if_injected("proxy")
     out = stage_dir("proxy", dict(locals()))
@@ -69,7 +74,7 @@ def proxy_features(backbone: str, config: ProxyConfig) -> dict[str, Any]:
             steps = steps or StageProgress("proxy", total, unit="examples")
             steps.step(done)
 
-    reference = proxy_stage.extract_proxy(backbone, config, out, progress=progress)
+    reference = proxy_stage.extract_proxy(backbone, config, out, progress=progress, device=device)
     logger.info(
         "proxy %s: %d examples, %d labels, D=%d",
         config.dataset,
@@ -91,6 +96,7 @@ def align(
     epochs: int,
     seed: int,
     pretrained: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train the embedder to minimise the alignment loss to the proxy (epochs=0: keep init)."""
     params = dict(locals())  # exactly the parameters, as the cache key saw them
@@ -114,6 +120,7 @@ def align(
         seed,
         on_epoch=on_epoch,
         pretrained=pretrained,
+        device=device,
     )
     steps.finish()
     hold_if_injected("align")
@@ -130,6 +137,7 @@ def refine(
     seed: int,
     mode: str = "full",
     pretrained: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Fine-tune the parameters `mode` selects; keep the best epoch on the validation split."""
     params = dict(locals())  # exactly the parameters, as the cache key saw them
@@ -181,6 +189,7 @@ def refine(
         mode=mode,
         pretrained=pretrained,
         on_plan=on_plan,
+        device=device,
     )
     if steps is not None:
         steps.finish()
@@ -195,11 +204,16 @@ def refine(
     **STAGE_OPTIONS,
 )
 def evaluate(
-    task_name: str, backbone: str, dataset: dict[str, Any], model: dict[str, Any], seed: int
+    task_name: str,
+    backbone: str,
+    dataset: dict[str, Any],
+    model: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """The test metric of the selected model (the only read of the test split)."""
     fail_if_injected("evaluate")
-    result = evaluate_stage.evaluate(task_name, backbone, dataset, model, seed)
+    result = evaluate_stage.evaluate(task_name, backbone, dataset, model, seed, device)
     run_logger().info("test %s = %.4f", result["metric"], result["value"])
     hold_if_injected("evaluate")
     return result

@@ -111,6 +111,8 @@ def log_stage(run_id: str, stage: str, state_name: str, reference: dict[str, Any
         Metric(name, float(value), timestamp, step) for name, value, step in extract(reference)
     ]
     tags = {f"stage.{stage}": state_name, **STAGE_TAGS.get(stage, lambda _: {})(reference)}
+    if "device" in reference:  # where a torch stage ran (orca.devices), e.g. "cuda:0"
+        tags[f"stage.{stage}.device"] = reference["device"]
     params = STAGE_PARAMS.get(stage, lambda _: {})(reference)
     client = _client()
     client.log_batch(

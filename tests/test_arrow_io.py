@@ -105,3 +105,38 @@ def test_streams_that_are_empty_or_change_shape_leave_no_file(tmp_path):
     with pytest.raises(ValueError, match="row shapes"):
         write_split_batches(tmp_path / "c.arrow", changing, {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_context_columns_stay_aligned_across_record_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrow_io, "ROWS_PER_BATCH", 4)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(11, 1, 3, 3)).astype(np.float32)
+    y = (rng.random((11, 1, 3, 3)) > 0.5).astype(np.float32)
+    context = {"clip": np.arange(11) // 2, "ignore": (rng.random((11, 1, 3, 3)) > 0.7)}
+    path = tmp_path / "context.arrow"
+    fingerprint = write_split(path, x, y, {"split": "test"}, context)
+    split = read_split(path)
+    assert sorted(split.context) == ["clip", "ignore"] == split.metadata["context"]
+    np.testing.assert_array_equal(split.context["clip"], context["clip"])
+    assert split.context["clip"].dtype == np.int64 and split.context["ignore"].dtype == np.uint8
+    np.testing.assert_array_equal(split.context["ignore"], context["ignore"])
+    schema = pa.ipc.open_file(pa.memory_map(str(path))).schema
+    assert schema.field("context.clip").type == pa.int64()
+    assert isinstance(schema.field("context.ignore").type, pa.FixedShapeTensorType)
+    assert [len(bx) for bx, _ in iter_batches(path, 8)] == [4, 4, 3]  # x and y as before
+    # The context is part of the content: another clip assignment, another fingerprint.
+    other = {**context, "clip": np.arange(11)}
+    assert write_split(tmp_path / "other.arrow", x, y, {}, other) != fingerprint
+
+
+def test_bad_context_is_refused_with_the_file_and_field_named(tmp_path):
+    x, y = np.zeros((3, 2), dtype=np.float32), np.zeros(3, dtype=np.int64)
+    cases = [
+        ({"clip": np.arange(2)}, r"b\.arrow: context 'clip': expected 3 integers"),
+        ({"ignore": np.full((3, 2), 2)}, r"context 'ignore': mask values must be 0 or 1"),
+        ({"clips": np.arange(3)}, r"unknown context field 'clips'; valid context fields: clip"),
+    ]
+    for context, message in cases:
+        with pytest.raises(ValueError, match=message):
+            write_split(tmp_path / "b.arrow", x, y, {}, context)
+    assert list(tmp_path.iterdir()) == []

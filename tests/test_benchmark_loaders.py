@@ -12,11 +12,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
-import orca.data.benchmark_tasks  # noqa: F401  (registers the tasks)
+from orca.data.benchmark_tasks import PAPER_METRICS
 from orca.data.benchmarks import benchmark_data_dir, read_npy, restricted_load, task_env_var
 from orca.data.benchmarks.nb360_dense import read_mat_fields
 from orca.data.tasks import get_task
+from orca.metrics import METRICS
+
+
+def psicov_protein_features(length: int, rng: np.random.Generator) -> dict:
+    """One protein's feature pickle in the PSICOV release's layout, random values."""
+    return {
+        "seq": "A" * length,
+        "ss": rng.random((3, length)),
+        "pssm": rng.random((length, 22)),
+        "sa": rng.random(length),
+        "entropy": rng.random(length),
+        "ccmpred": rng.random((length, length)),
+        "freecon": rng.random((length, length)),
+        "potential": rng.random((length, length)),
+    }
 
 
 @pytest.fixture
@@ -171,24 +187,75 @@ def _write_wav(path, seconds, rng, rate=22050):
         handle.writeframes(samples.tobytes())
 
 
-def test_fsd50k_log_mel_chunks(data_dir):
-    rng = np.random.default_rng(6)
-    root = data_dir / "fsd50k"
+FSD_LABELS = ["Bark", "Music", "Speech"]
+
+
+def _write_fsd50k(root: Path, rng, clips: dict[str, list[int]], header: str = "files,labels,ext"):
+    """Manifests whose chunk i belongs to clip clips[manifest][i], labelled by the clip."""
     (root / "chunks").mkdir(parents=True)
     (root / "audio").mkdir()
-    labels = ["Bark", "Music", "Speech"]
-    (root / "chunks" / "lbl_map.json").write_text(json.dumps({n: i for i, n in enumerate(labels)}))
-    for manifest, n in (("tr.csv", 3), ("val.csv", 1), ("eval.csv", 2)):
-        lines = ["files,labels,ext"]
-        for i in range(n):
+    lbl_map = {n: i for i, n in enumerate(FSD_LABELS)}
+    (root / "chunks" / "lbl_map.json").write_text(json.dumps(lbl_map))
+    for manifest, clip_of in clips.items():
+        lines = [header]
+        for i, clip in enumerate(clip_of):
             name = f"{manifest[:-4]}_{i}.wav"
             _write_wav(root / "audio" / name, 0.6 if i == 0 else 1.0, rng)
-            lines.append(f'{name},"{labels[i % 3]},{labels[(i + 1) % 3]}",{i}')
+            labels = f"{FSD_LABELS[clip % 3]},{FSD_LABELS[(clip + 1) % 3]}"
+            lines.append(f'{name},"{labels}",{clip}' if "ext" in header else f'{name},"{labels}"')
         (root / "chunks" / manifest).write_text("\n".join(lines) + "\n")
+
+
+def test_fsd50k_log_mel_chunks_and_their_clips(data_dir):
+    clips = {"tr.csv": [0, 1, 2], "val.csv": [5], "eval.csv": [501, 502, 501, 502, 501]}
+    _write_fsd50k(data_dir / "fsd50k", np.random.default_rng(6), clips)
     raw = _load("fsd50k")
     assert raw.x_train.shape == (3, 1, 96, 101) and raw.y_train.shape == (3, 3)
     assert raw.y_train[0].tolist() == [1.0, 1.0, 0.0] and raw.x_val.shape == (1, 1, 96, 101)
     assert np.allclose(raw.x_train.mean(axis=(1, 2, 3)), 0, atol=1e-3)
+    assert raw.context["test"]["clip"].tolist() == [0, 1, 0, 1, 0]  # clips 501, 502
+    assert raw.context["validation"]["clip"].tolist() == [0]
+    # The paper's mAP averages each clip's chunk logits: clip 501 (chunks 0, 2, 4; labels
+    # Bark, Music) and clip 502 (chunks 1, 3; Music, Speech). Music, on both clips, has no
+    # negative and is skipped.
+    logits = np.array([[0, 4, 1], [2, 0, 5], [0, -2, 1], [2, 0, -1], [3, 1, 1]], dtype=float)
+    per_clip = np.array([logits[[0, 2, 4]].mean(0), logits[[1, 3]].mean(0)])
+    clip_labels = raw.y_test[[0, 1]]
+    assert clip_labels.tolist() == [[1, 1, 0], [0, 1, 1]]
+    expected = 1 - average_precision_score(clip_labels[:, [0, 2]], per_clip[:, [0, 2]])
+    metric = METRICS.get(PAPER_METRICS["fsd50k"])
+    assert metric.score(logits, raw.y_test, raw.context["test"]) == pytest.approx(expected)
+
+
+def test_fsd50k_clips_reach_the_split_files_and_score_the_default_metric(data_dir, tmp_path):
+    from orca.data.arrow_io import read_split
+    from orca.stages.ingest import ingest
+
+    clips = {"tr.csv": [0, 1, 2], "val.csv": [5, 5], "eval.csv": [501, 502, 501, 502, 501]}
+    _write_fsd50k(data_dir / "fsd50k", np.random.default_rng(6), clips)
+    labels = FSD_LABELS + [f"other{k}" for k in range(197)]  # the task's 200 label columns
+    lbl_map = json.dumps({name: k for k, name in enumerate(labels)})
+    (data_dir / "fsd50k" / "chunks" / "lbl_map.json").write_text(lbl_map)
+    assert get_task("fsd50k").metric == PAPER_METRICS["fsd50k"] == "one_minus_map_per_clip"
+    splits = ingest("fsd50k", tmp_path / "splits", seed=0)["splits"]
+    test = read_split(splits["test"]["path"])
+    assert test.context["clip"].tolist() == [0, 1, 0, 1, 0]
+    assert read_split(splits["validation"]["path"]).context["clip"].tolist() == [0, 0]
+    # Scored per clip from the file's context: the mean logits of clips 501 and 502.
+    # The 197 label columns no clip has are skipped, as is Music, which both clips have.
+    logits = np.array([[0, 4, 1], [2, 0, 5], [0, -2, 1], [2, 0, -1], [3, 1, 1]], dtype=float)
+    per_clip = np.array([logits[[0, 2, 4]].mean(0), logits[[1, 3]].mean(0)])
+    expected = 1 - average_precision_score(test.y[[0, 1]][:, [0, 2]], per_clip[:, [0, 2]])
+    logits = np.pad(logits, ((0, 0), (0, 197)))
+    metric = METRICS.get(get_task("fsd50k").metric)
+    assert metric.score(logits, test.y, test.context) == pytest.approx(expected)
+
+
+def test_fsd50k_manifest_needs_the_clip_column(data_dir):
+    clips = {"tr.csv": [0], "val.csv": [1], "eval.csv": [2]}
+    _write_fsd50k(data_dir / "fsd50k", np.random.default_rng(6), clips, header="files,labels")
+    with pytest.raises(ValueError, match=r"tr\.csv: expected columns files, labels, ext"):
+        get_task("fsd50k").loader()
 
 
 # ---------------------------------------------------------------- dense tasks
@@ -217,52 +284,101 @@ def test_matlab_v73_fields_are_read_with_axes_reversed(tmp_path):
     assert np.array_equal(read, coeff[:3, ::2, ::2])
 
 
-def test_psicov_crops_and_tiles(data_dir):
-    rng = np.random.default_rng(8)
-    root = data_dir / "protein"
-    for dataset, ids in (("deepcov", ["1abc", "2def"]), ("psicov", ["3ghi"])):
+def _write_psicov(root: Path, rng, proteins: dict[str, dict[str, int]]) -> dict:
+    """deepcov/psicov lists, features and C-beta distance files; proteins: dataset -> id ->
+    length. Returns id -> its (L, L) distance map (random, 0-30 A, not symmetric)."""
+    maps = {}
+    for dataset, ids in proteins.items():
         (root / dataset / "features").mkdir(parents=True)
         (root / dataset / "distance").mkdir(parents=True)
         (root / f"{dataset}.lst").write_text("\n".join(f"{i} extra" for i in ids) + "\n")
-        for pdb in ids:
-            length = 20
-            features = {
-                "seq": "A" * length,
-                "ss": rng.random((3, length)),
-                "pssm": rng.random((length, 22)),
-                "sa": rng.random(length),
-                "entropy": rng.random(length),
-                "ccmpred": rng.random((length, length)),
-                "freecon": rng.random((length, length)),
-                "potential": rng.random((length, length)),
-            }
+        for pdb, length in ids.items():
+            features = psicov_protein_features(length, rng)
             (root / dataset / "features" / f"{pdb}.pkl").write_bytes(pickle.dumps(features))
-            distances = rng.random((length, length)) * 30
-            entry = np.array([length, "A" * length, distances], dtype=object)
+            maps[pdb] = rng.random((length, length)) * 30
+            entry = np.array([length, "A" * length, maps[pdb]], dtype=object)
             np.save(root / dataset / "distance" / f"{pdb}-cb.npy", entry, allow_pickle=True)
+    return maps
+
+
+def test_psicov_crops_and_tiles(data_dir):
+    proteins = {"deepcov": {"1abc": 20, "2def": 20}, "psicov": {"3ghi": 20}}
+    _write_psicov(data_dir / "protein", np.random.default_rng(8), proteins)
     raw = _load("psicov")
     assert raw.x_train.shape == (2, 57, 128, 128) and raw.y_test.shape == (1, 1, 128, 128)
     assert raw.y_train.min() >= 1.0 and raw.y_train.max() == 16.0
     assert np.allclose(raw.x_train[0, 0, 5, 5:25], raw.x_train[0, 0, 6, 5:25])  # ss row 0
+    # A 30-pixel padded map fits one 128 crop: residue 0 sits 5 pixels in.
+    expected = {"protein": [0, 1], "row_start": [-5, -5], "col_start": [-5, -5], "length": [20] * 2}
+    assert {k: v.tolist() for k, v in raw.context["train"].items()} == expected
 
 
-def test_cosmic_fixed_crops_from_listed_files(data_dir):
+def long_range_mae8_by_loops(pred: np.ndarray, true: np.ndarray) -> float:
+    """MAE8 of one protein, pair by pair as the references loop: j - i >= 24, true <= 8 A,
+    predictions floored at 0.01 and the two triangles averaged."""
+    errors = []
+    for i in range(len(true)):
+        for j in range(i + 24, len(true)):
+            if true[i, j] <= 8.0:
+                average = (max(pred[i, j], 0.01) + max(pred[j, i], 0.01)) / 2
+                errors.append(abs(average - true[i, j]))
+    return float(np.mean(errors))
+
+
+def test_psicov_paper_mae8_on_the_loaders_test_tiles(data_dir):
+    rng = np.random.default_rng(15)
+    proteins = {"deepcov": {"1abc": 30}, "psicov": {"3ghi": 140, "4jkl": 131}}
+    maps = _write_psicov(data_dir / "protein", rng, proteins)
+    raw = _load("psicov")
+    # 140 residues padded by 5 each side -> 150: tiles at 0 and 22 in each direction, 4 in
+    # all; 131 -> 141: tiles at 0 and 13.
+    assert raw.y_test.shape == (8, 1, 128, 128)
+    assert raw.context["test"]["row_start"].tolist() == [-5, -5, 17, 17, -5, -5, 8, 8]
+    full = {pdb: rng.random((n, n)) * 12 - 0.5 for pdb, n in proteins["psicov"].items()}
+    tiles = []
+    for pdb, n in proteins["psicov"].items():  # cut as the loader's docstring says, not its code
+        padded = np.pad(full[pdb], 5, constant_values=99.0)
+        starts = [0, n + 10 - 128]
+        tiles += [padded[r : r + 128, c : c + 128] for r in starts for c in starts]
+    pred = np.stack(tiles)[:, None]
+    expected = np.mean(
+        [long_range_mae8_by_loops(full[p], np.clip(maps[p], 1, 16)) for p in ("3ghi", "4jkl")]
+    )
+    metric = METRICS.get(PAPER_METRICS["psicov"])
+    assert metric.score(pred, raw.y_test, raw.context["test"]) == pytest.approx(expected)
+    # orca's earlier per-tile MAE8 counts every close element of every tile: another number.
+    assert METRICS.get("mae8").compute(pred, raw.y_test) != pytest.approx(expected, abs=1e-3)
+
+
+def test_cosmic_fixed_crops_from_listed_files_with_their_ignore_masks(data_dir):
     rng = np.random.default_rng(9)
     root = data_dir / "cosmic"
+    stacks = {}
     for split, n in (("train", 3), ("test", 2)):
         folder = root / f"npy_{split}" / "f435w" / "10760_2" / "vis"
         folder.mkdir(parents=True)
         listed = []
         for i in range(n):
-            stack = np.stack(
-                [rng.normal(size=(192, 192)), rng.random((192, 192)) > 0.9, np.zeros((192, 192))]
-            )
-            np.save(folder / f"{i + 1}_0.npy", stack.astype(np.float32))
+            planes = [rng.normal(size=(192, 192)), rng.random((192, 192)) > 0.9]
+            if (split, i) != ("test", 1):  # that file has no ignore plane
+                planes.append(rng.random((192, 192)) > 0.95)
+            stacks[split, i] = np.stack(planes).astype(np.float32)
+            np.save(folder / f"{i + 1}_0.npy", stacks[split, i])
             listed.append(f"./cosmic/npy_{split}/f435w/10760_2/vis/{i + 1}_0.npy")
         np.save(root / f"{split}_dirs.npy", np.array(listed))
     raw = _load("cosmic")
     assert raw.x_train.shape == (3, 1, 128, 128) and raw.y_test.shape == (2, 1, 128, 128)
     assert set(np.unique(raw.y_train).tolist()) <= {0.0, 1.0}
+    ignore = raw.context["test"]["ignore"]
+    assert ignore.shape == (2, 1, 128, 128) and not ignore[1].any()
+    assert np.array_equal(ignore[0, 0], stacks["test", 0][2, 64:192, 64:192])
+    assert raw.context["train"]["ignore"].shape == (3, 1, 128, 128)
+    # The paper's AUROC: output and target times (1 - ignore), output thresholded at 0.
+    logits = raw.y_test * 2 - 1 + rng.normal(scale=1.5, size=raw.y_test.shape)
+    kept = 1 - ignore
+    reference = roc_auc_score((raw.y_test * kept).ravel(), (logits * kept > 0).ravel())
+    metric = METRICS.get(PAPER_METRICS["cosmic"])
+    assert metric.score(logits, raw.y_test, raw.context["test"]) == pytest.approx(1 - reference)
 
 
 # ---------------------------------------------------------------- PDEBench

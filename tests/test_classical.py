@@ -303,12 +303,12 @@ def test_classical_configs_need_no_body():
     from orca.registry import UnknownNameError
 
     assert {name for name in METHODS if METHODS.get(name).family == "classical"} == set(MODELS)
-    # A vision body cannot take a 1D task, and no such body exists: neither matters here.
+    # A vision body cannot take a tabular task, and no such body exists: neither matters here.
     for backbone in ("test-tiny-vit", "no-such-body"):
-        config = PipelineConfig.for_task("gunpoint", method="knn", backbone=backbone)
+        config = PipelineConfig.for_task("breast-cancer", method="knn", backbone=backbone)
         assert config.family == "classical" and config.align_epochs == 0
-    with pytest.raises(ValueError, match="takes no '1d' input"):
-        PipelineConfig.for_task("gunpoint", method="orca", backbone="test-tiny-vit")
+    with pytest.raises(ValueError, match="takes no 'tabular' input"):
+        PipelineConfig.for_task("breast-cancer", method="orca", backbone="test-tiny-vit")
     with pytest.raises(UnknownNameError, match="unknown classical model 'svm'; valid"):
         hyperparameter_grid("svm", "classifier", 10, 3)
     with pytest.raises(ValueError, match="estimator kind 'ranker' is not valid"):

@@ -148,5 +148,5 @@ def test_importing_one_model_module_registers_every_body_and_embedder(module):
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     loaders, embedders, bodies = json.loads(done.stdout)
     assert loaders == ["text", "vision"]
-    assert embedders == ["text/1d", "text/2d", "text/tabular", "vision/2d"]
+    assert embedders == ["text/1d", "text/2d", "text/tabular", "vision/1d", "vision/2d"]
     assert {"minilm-l6", "swin-base"} <= set(bodies)

@@ -130,7 +130,13 @@ def test_dense2d_head_resizes_a_constant_map_to_the_input_size():
         ("bert", "1d", (1, 1009), "classification", "input length 1009 has no stride"),
         ("bert", "1d", (1, 100), "dense2d", "'dense2d' needs an image input"),
         ("bert", "2d", (1, 8, 8), "dense1d", "'dense1d' needs a sequence input"),
-        ("test-tiny-vit", "1d", (1, 100), "classification", "a vision body takes no '1d' input"),
+        (
+            "test-tiny-vit",
+            "tabular",
+            (1, 10),
+            "classification",
+            "a vision body takes no 'tabular' input",
+        ),
         ("test-tiny-swin", "tabular", (1, 10), "regression", "supported body/input pairs: "),
     ],
 )

@@ -98,8 +98,8 @@ def test_a_proxy_of_the_wrong_kind_is_refused(tiny_bert_dir, tiny_vision_backbon
         PipelineConfig.for_task(
             "gunpoint", backbone=str(tiny_bert_dir), overrides={"proxy": {"dataset": "mnist"}}
         )
-    with pytest.raises(ValueError, match=r"a vision body, which takes no '1d' input"):
-        PipelineConfig.for_task("gunpoint", backbone=tiny_vision_backbones["test-tiny-vit"])
+    with pytest.raises(ValueError, match=r"a vision body, which takes no 'tabular' input"):
+        PipelineConfig.for_task("breast-cancer", backbone=tiny_vision_backbones["test-tiny-vit"])
     with pytest.raises(
         ValueError,
         match=r"proxy.dataset='imagenet' is not a valid choice; expected one of: 'auto', .*'mnist'",

@@ -96,6 +96,7 @@ def test_ablations_flow_writes_its_three_sections(prefect_harness, tiny_bert_dir
     assert "## Alignment convergence" in text and "| 0 |" in text and "| 1 |" in text
     assert "## Data-limited regime" in text and "| 0.5 |" in text
     assert f"| digits | {tiny_bert_dir} |" in text
+    assert f"| gunpoint | {tiny_bert_dir} |" in text  # finding 5 both ways: a 1D task too
     assert "**test-tiny-vit not run:** no pretrained weights" in text
     assert set(out["skipped"]) == {"test-tiny-vit"}
     for png in ("ablation-alignment.png", "ablation-data-limited.png"):

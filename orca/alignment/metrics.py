@@ -9,7 +9,8 @@ Notation
 Each factory takes the source side once (so any work on it is done once) and returns a
 callable loss(X_t, y_t) -> scalar tensor, differentiable with respect to X_t.
 
-    otdd     OTDD to the labelled source (orca.otdd), squared, debiased Sinkhorn outer
+    otdd     OTDD to the labelled source (orca.otdd), squared, debiased Sinkhorn outer;
+             `cost` names the outer cost's convention (orca.otdd.COST_CONVENTIONS)
     mmd      MMD^2 (biased V-statistic) with a sum of Gaussian kernels; bandwidths are
              the (lower) median distance between distinct source points times
              (1/4, 1/2, 1, 2, 4), fixed at init
@@ -41,12 +42,18 @@ def otdd_loss(
     *,
     inner: str = "exact",
     epsilon: float = 0.1,
+    cost: str = "squared",
     max_samples: int | None = 5000,
     seed: int = 0,
     **_: object,
 ) -> AlignmentLoss:
     config = OTDDConfig(
-        inner=inner, outer="sinkhorn", epsilon=epsilon, max_samples=max_samples, seed=seed
+        inner=inner,
+        outer="sinkhorn",
+        epsilon=epsilon,
+        cost=cost,
+        max_samples=max_samples,
+        seed=seed,
     )
     return OTDD(source, source_labels, config)
 

@@ -6,13 +6,15 @@ the training rows and scored with the task's own metric on the validation rows; 
 one (ties: the earlier in the grid; a NaN score never wins) is kept as fitted. It is *not*
 refitted on train + validation, so that it has seen exactly the rows a neural method
 trains on, which also select its epoch on validation. `score_test` is then the one
-prediction on the test split.
+prediction on the test split. A metric that needs per-example context (orca.metrics_context:
+PSICOV's proteins, Cosmic's ignore mask, FSD50K's clips) is given the validation and the
+test split's context.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +23,10 @@ import numpy as np
 from orca.classical.outputs import OUTPUT_ADAPTERS, features
 from orca.classical.registry import create_classical, hyperparameter_grid
 from orca.metrics import METRICS
+from orca.metrics_context import select_context
 
 Split = tuple[np.ndarray, np.ndarray]  # (x (N, *input_shape), y (N, *target_shape))
+Context = Mapping[str, np.ndarray]  # a split's per-example context: field -> one row each
 # (candidates done, candidates in all, the candidate's hyperparameters, its validation score)
 CandidateCallback = Callable[[int, int, dict[str, Any], float], None]
 
@@ -65,12 +69,16 @@ def select(
     seed: int,
     n_jobs: int = 1,
     on_candidate: CandidateCallback | None = None,
+    validation_context: Context | None = None,
 ) -> Selection:
     """Try every candidate of `model` for a task of `output` kind, scored by `metric` on
-    `validation`; return the best, fitted on `train` only. Raises UnknownNameError for an
-    unknown model, output kind or metric."""
+    `validation` (with `validation_context`, when the metric needs context); return the
+    best, fitted on `train` only. Raises UnknownNameError for an unknown model, output kind
+    or metric, ValueError for a metric whose context is missing."""
     adapter = OUTPUT_ADAPTERS.get(output)
     scorer = METRICS.get(metric)
+    if scorer.context:  # before any candidate is fitted
+        select_context(metric, scorer.context, validation_context or {}, len(validation[1]))
     train_x, val_x = features(train[0]), features(validation[0])  # (N, F)
     targets = adapter.targets(train[1])
     target_shape = tuple(np.asarray(train[1]).shape[1:])
@@ -81,7 +89,7 @@ def select(
         estimator = create_classical(model, adapter.kind, params, seed, n_jobs)
         estimator.fit(train_x, targets)
         outputs = adapter.outputs(estimator, val_x, num_outputs, target_shape)
-        value = float(scorer.compute(outputs, validation[1]))
+        value = float(scorer.score(outputs, validation[1], validation_context))
         candidates.append(Candidate(dict(params), value))
         badness = _badness(value, scorer.lower_is_better)
         if best is None or badness < best[0]:
@@ -112,6 +120,8 @@ def predict(selection: Selection, x: np.ndarray) -> np.ndarray:
     )
 
 
-def score_test(selection: Selection, test: Split) -> float:
-    """The chosen model's test metric: call this once, after selection, on the test split."""
-    return float(METRICS.get(selection.metric).compute(predict(selection, test[0]), test[1]))
+def score_test(selection: Selection, test: Split, context: Context | None = None) -> float:
+    """The chosen model's test metric: call this once, after selection, on the test split
+    (with its `context`, when the metric needs context)."""
+    scorer = METRICS.get(selection.metric)
+    return float(scorer.score(predict(selection, test[0]), test[1], context))

@@ -15,13 +15,17 @@ from orca.methods import METHODS
 class AblationConfig(Config):
     """alignment: `task` with the embedder trained for each of `align_epochs`;
     data-limited: `task` with each training fraction, for each of `limited_methods`;
-    modality: `image_task` (2D) with a text body and with a vision body."""
+    modality: `image_task` (2D) and `sequence_task` (1D) each with a text body and with a
+    vision body, so the paper's finding 5 (text bodies for 1D, vision bodies for 2D) is
+    tested both ways; `sequence_task=None` leaves the 1D half out (a vision body on a long
+    series costs as much as an image per example)."""
 
     task: str = "gunpoint"
     align_epochs: tuple[int, ...] = (0, 2, 5, 10, 20)
     train_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     limited_methods: tuple[str, ...] = ("orca", "no-align", "scratch")
     image_task: str = "digits"
+    sequence_task: str | None = "gunpoint"
     text_backbone: str = "minilm-l6"
     vision_backbone: str = "swin-base"
     seeds: int = 2
@@ -39,6 +43,8 @@ class AblationConfig(Config):
         check_number("seeds", self.seeds, minimum=1, integer=True)
         if get_task(self.image_task).modality != "2d":
             raise ValueError(f"image_task={self.image_task!r} must be a 2d task")
+        if self.sequence_task is not None and get_task(self.sequence_task).modality != "1d":
+            raise ValueError(f"sequence_task={self.sequence_task!r} must be a 1d task")
         # Every run's config validates now (methods, backbones, overrides), before any work.
         self.alignment_runs()
         self.limited_runs()
@@ -65,6 +71,9 @@ class AblationConfig(Config):
         ]
 
     def modality_runs(self, backbone: str) -> list[PipelineConfig]:
+        tasks = [self.image_task] + ([self.sequence_task] if self.sequence_task else [])
         return [
-            self._base(self.image_task, backbone=backbone, seed=seed) for seed in range(self.seeds)
+            self._base(task, backbone=backbone, seed=seed)
+            for task in tasks
+            for seed in range(self.seeds)
         ]

@@ -10,7 +10,10 @@ choice valid:
     align.procedure                    orca.training.align_procedures.ALIGN_PROCEDURES
     align.optimizer, refine.optimizer  orca.training.optim.OPTIMIZERS
     refine.schedule                    orca.training.optim.SCHEDULES
+    refine.accumulated_loss            orca.training.optim.ACCUMULATED_LOSS
     align.otdd_inner                   orca.otdd.INNER_KINDS
+    align.otdd_cost                    orca.otdd.COST_CONVENTIONS
+    align.embedder_init                orca.model.embedder_init.EMBEDDER_INITS
 
 The registries are imported when a config is validated or its schema is made, not when
 this module is: this module stays free of torch, and none of those modules imports this
@@ -23,6 +26,22 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from orca.config.base import Config, Registered, check_choice, check_number
+
+DEFAULT_BETAS = (0.9, 0.999)  # torch's Adam/AdamW betas; the authors' configs use (0.9, 0.98)
+
+
+def check_betas(field: str, value: object) -> tuple[float, float]:
+    """`value` as a (beta1, beta2) tuple, each in [0, 1); raises naming `field` otherwise."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(
+            f"{field}={value!r} must be two numbers [beta1, beta2], each in [0, 1), "
+            "e.g. [0.9, 0.999]"
+        )
+    for beta in value:
+        check_number(field, beta, minimum=0)
+        if beta >= 1:
+            raise ValueError(f"{field}={value!r} is out of range; each beta must be < 1")
+    return (float(value[0]), float(value[1]))
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,14 @@ class AlignConfig(Config):
     loss weighted by its frequency, and StepLR x0.2 at `lr_milestones`. "minibatch" takes a
     step per shuffled batch of `batch_size` targets. Training stops after `epochs`, or as
     soon as the epoch's distance is at or below `target_distance`. The default lr is 10x
-    RefineConfig's, as in the paper.
+    RefineConfig's, as in the paper. The optimizer uses `weight_decay`, and `momentum` (SGD)
+    or `betas` (Adam, AdamW), as the authors' embedder optimizer takes the task's.
+
+    OTDD (metric "otdd"): `otdd_inner` names the label distances, `otdd_epsilon` the
+    entropic regularisation and `otdd_cost` the outer cost's convention ("squared":
+    ||x - y||^2 + W; "half": half of it, as the OTDD library the authors use computes it).
+    `embedder_init` chooses how the embedder starts (orca.model.embedder_init): orca's
+    initialisation, or the authors' ("paper"; with 0 epochs, their no-align embedder).
     """
 
     metric: Annotated[str, Registered("orca.alignment.metrics", "ALIGNMENT_METRICS")] = "otdd"
@@ -69,11 +95,15 @@ class AlignConfig(Config):
     lr: float = 1e-3
     optimizer: Annotated[str, Registered("orca.training.optim", "OPTIMIZERS")] = "adam"
     weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD
+    betas: tuple[float, float] = DEFAULT_BETAS  # Adam, AdamW
     lr_milestones: tuple[int, ...] = (20, 40, 60)
     lr_gamma: float = 0.2
     samples_per_class: int = 128
     otdd_inner: Annotated[str, Registered("orca.otdd", "INNER_KINDS")] = "exact"
     otdd_epsilon: float = 0.1
+    otdd_cost: Annotated[str, Registered("orca.otdd", "COST_CONVENTIONS")] = "squared"
+    embedder_init: Annotated[str, Registered("orca.model.embedder_init", "EMBEDDER_INITS")] = "orca"
     max_source_samples: int = 5000
     batch_size: int = 64
     target_distance: float | None = None
@@ -86,6 +116,8 @@ class AlignConfig(Config):
         check_number("align.epochs", self.epochs, minimum=0, integer=True)
         check_number("align.lr", self.lr, minimum=0, exclusive_minimum=True)
         check_number("align.weight_decay", self.weight_decay, minimum=0)
+        check_number("align.momentum", self.momentum, minimum=0, maximum=1)
+        object.__setattr__(self, "betas", check_betas("align.betas", self.betas))
         if not isinstance(self.lr_milestones, (list, tuple)):
             raise ValueError(
                 f"align.lr_milestones={self.lr_milestones!r} must be a list of epoch numbers, "
@@ -123,6 +155,12 @@ class RefineConfig(Config):
     predictor train at `task_lr_scale` x lr. `probe_steps` > 0 first fits the predictor
     alone on the frozen model's outputs (orca/training/probe_warm_start.py). `mixup` > 0 trains
     on mixed example pairs ("auto": for class labels only; orca/training/mixup.py).
+
+    The optimizer uses `momentum` (SGD) or `betas` (Adam, AdamW). After `warmup_fraction` of
+    the steps the lr decays by `schedule`, reaching its end value at the last epoch, or at
+    `decay_epochs` when given (the authors' WarmupLR decays over its own horizon, often
+    longer than training). `accumulated_loss` says how the micro-batch losses of one step
+    combine over `accumulation_steps` ("mean", orca's; "sum", the authors').
     """
 
     epochs: int | str = AUTO
@@ -130,10 +168,13 @@ class RefineConfig(Config):
     lr: float | str = AUTO
     optimizer: Annotated[str, Registered("orca.training.optim", "OPTIMIZERS")] = "adamw"
     weight_decay: float = 0.0
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD
+    betas: tuple[float, float] = DEFAULT_BETAS  # Adam, AdamW
     schedule: Annotated[str, Registered("orca.training.optim", "SCHEDULES")] = "linear"
     warmup_fraction: float = 0.1
+    decay_epochs: int | None = None  # the decay's end (None: the last epoch)
     accumulation_steps: int = 1
+    accumulated_loss: Annotated[str, Registered("orca.training.optim", "ACCUMULATED_LOSS")] = "mean"
     clip_norm: float | None = 1.0
     patience: int | str | None = AUTO
     budget_s: float = 600.0
@@ -156,7 +197,10 @@ class RefineConfig(Config):
         _check_auto_or_number("refine.lr", self.lr, minimum=0, exclusive_minimum=True)
         check_number("refine.weight_decay", self.weight_decay, minimum=0)
         check_number("refine.momentum", self.momentum, minimum=0, maximum=1)
+        object.__setattr__(self, "betas", check_betas("refine.betas", self.betas))
         check_number("refine.warmup_fraction", self.warmup_fraction, minimum=0, maximum=1)
+        if self.decay_epochs is not None:
+            check_number("refine.decay_epochs", self.decay_epochs, minimum=1, integer=True)
         check_number("refine.accumulation_steps", self.accumulation_steps, minimum=1, integer=True)
         if self.clip_norm is not None:
             check_number("refine.clip_norm", self.clip_norm, minimum=0, exclusive_minimum=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from orca.config.base import Config, check_number
+from orca.config.base import Config, Registered, check_number
 from orca.config.pipeline import PipelineConfig
 from orca.methods import METHODS
 from orca.stages.order import FAMILY_STAGES
@@ -22,7 +22,8 @@ DEFAULT_METHODS = tuple(
 @dataclass(frozen=True)
 class SweepConfig(Config):
     """Which runs a sweep makes. `suite` names a task list in orca.suites; `tasks` and
-    `task_files` add to it. `overrides` apply to every run ({"refine": {"epochs": 3}})."""
+    `task_files` add to it. `overrides` apply to every run ({"refine": {"epochs": 3}}), over
+    `preset` (orca.presets), which every run applies to its task's defaults."""
 
     suite: str | None = None
     tasks: tuple[str, ...] = ()
@@ -33,6 +34,10 @@ class SweepConfig(Config):
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     name: str = ""
     allow_outside: bool = False  # task files' splits may lie outside their folders
+    # Every run's PipelineConfig.device (orca.devices), checked when the runs are made.
+    device: Annotated[str, Registered("orca.devices", "DEVICES")] = "auto"
+    # Every run's PipelineConfig.preset (orca.presets), checked when the runs are made.
+    preset: Annotated[str, Registered("orca.presets", "PRESETS")] = "orca"
 
     def __post_init__(self) -> None:
         for name in ("tasks", "task_files", "methods"):
@@ -61,6 +66,8 @@ class SweepConfig(Config):
                 backbone=self.backbone,
                 overrides=self.overrides,
                 allow_outside=self.allow_outside,
+                device=self.device,
+                preset=self.preset,
             )
             for path in self.task_files
         ]
@@ -76,6 +83,8 @@ class SweepConfig(Config):
                 overrides=self.overrides,
                 task_file=files.get(task),
                 allow_outside=self.allow_outside,
+                device=self.device,
+                preset=self.preset,
             )
             for task in names
             for seed in range(self.seeds)

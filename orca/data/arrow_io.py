@@ -1,21 +1,28 @@
 """Task splits as Arrow IPC files.
 
-One file per split with two columns:
+One file per split with two columns, and one more per context field when the task has
+per-example context (orca.metrics_context):
 
-    x   fixed_shape_tensor<float32>[input_shape]       one example per row
-    y   int64 (class id)  or  fixed_shape_tensor<float32>[target_shape]
+    x                fixed_shape_tensor<float32>[input_shape]     one example per row
+    y                int64 (class id)  or  fixed_shape_tensor<float32>[target_shape]
+    context.<name>   int64 (an index field: protein, clip, ...)  or
+                     fixed_shape_tensor<uint8>[mask_shape] (a mask field: Cosmic's ignore)
 
-The schema metadata key b"orca" holds JSON: the content fingerprint of (x, y) and provenance
-(task, source, version, seed, split name and size). Files are written atomically and read
-memory-mapped, so iterating a split in batches costs O(batch) memory.
+The schema metadata key b"orca" holds JSON: the content fingerprint and provenance (task,
+source, version, seed, split name and size; "context": the field names, when there are
+any). The fingerprint hashes (x, y) and, only when a split has context, its context
+columns, so splits without context keep the fingerprints (and the stage cache keys) they
+had before context existed. Files are written atomically and read memory-mapped, so
+iterating a split in batches costs O(batch) memory (the context arrays, one small row per
+example, are held whole).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +31,10 @@ import pyarrow as pa
 
 from orca.atomic import atomic_path
 from orca.fingerprint import DIGEST_CHARS
+from orca.metrics_context import check_context
 
 METADATA_KEY = b"orca"
+CONTEXT_PREFIX = "context."  # a context field's column: CONTEXT_PREFIX + its name
 ROWS_PER_BATCH = 4096  # at most this many rows per Arrow record batch ...
 BYTES_PER_BATCH = 16 << 20  # ... and at most about this many bytes of inputs
 
@@ -44,6 +53,8 @@ class SplitData:
     x: np.ndarray  # (N, *input_shape) float32
     y: np.ndarray  # (N,) int64 or (N, *target_shape) float32
     metadata: dict[str, Any]
+    # field -> (N,) int64 or (N, ...) uint8, aligned with x and y; empty for most tasks
+    context: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _column(values: np.ndarray) -> pa.Array:
@@ -96,15 +107,31 @@ class _Chunks:
             yield np.concatenate(pending_x), np.concatenate(pending_y)
 
 
-def write_split(path: str | Path, x: np.ndarray, y: np.ndarray, provenance: dict[str, Any]) -> str:
-    """Write one in-memory split atomically; return its content fingerprint."""
-    return write_split_batches(path, lambda: [(x, y)], provenance)
+def write_split(
+    path: str | Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    provenance: dict[str, Any],
+    context: Mapping[str, np.ndarray] | None = None,
+) -> str:
+    """Write one in-memory split atomically (with its per-example `context`, field ->
+    one row per example); return its content fingerprint."""
+    return write_split_batches(path, lambda: [(x, y)], provenance, context)
+
+
+def _context_digest(digest: Any, context: dict[str, np.ndarray]) -> None:
+    """Add the context columns to a split's hash: names, row shapes, dtypes, bytes."""
+    for name in sorted(context):
+        values = np.ascontiguousarray(context[name])
+        digest.update(repr((CONTEXT_PREFIX + name, values.shape[1:], values.dtype.str)).encode())
+        digest.update(values.tobytes())
 
 
 def write_split_batches(
     path: str | Path,
     make_batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
     provenance: dict[str, Any],
+    context: Mapping[str, np.ndarray] | None = None,
 ) -> str:
     """Write a split from a re-iterable stream of (x, y) batches in O(batch) memory.
 
@@ -112,6 +139,11 @@ def write_split_batches(
     which carries them, is written before the first batch), once to write. The file
     appears at `path` only when complete. Returns the content fingerprint: a hash of the
     row shapes, dtypes and bytes, independent of how the caller batched the rows.
+
+    `context` (field -> array, one row per example of the whole split, held in memory) is
+    checked (orca.metrics_context.check_context) and written as `context.<name>` columns
+    beside the rows they belong to; an empty or absent context writes the same file and
+    fingerprint as before context existed.
     """
     digest, rows, shapes = hashlib.sha256(), 0, None
     for x, y in _Chunks(path, make_batches()):
@@ -123,6 +155,9 @@ def write_split_batches(
         rows += len(x)
     if shapes is None:
         raise ValueError(f"{path}: the split is empty")
+    context = check_context(str(path), context or {}, rows)
+    if context:  # only then: context-free splits keep their fingerprints
+        _context_digest(digest, context)
     fingerprint = digest.hexdigest()[:DIGEST_CHARS]
     metadata = {
         **provenance,
@@ -132,11 +167,16 @@ def write_split_batches(
         "target_shape": list(shapes[1]),
         "target_dtype": str(np.dtype(shapes[2])),
     }
+    if context:
+        metadata["context"] = sorted(context)
+    names = ["x", "y", *(CONTEXT_PREFIX + name for name in sorted(context))]
     written = 0
     with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink:
         writer = None
         for x, y in _Chunks(path, make_batches()):
-            batch = pa.record_batch([_column(x), _column(y)], names=["x", "y"])
+            rows_here = slice(written, written + len(x))
+            extra = [_column(context[name][rows_here]) for name in sorted(context)]
+            batch = pa.record_batch([_column(x), _column(y), *extra], names=names)
             if writer is None:
                 schema = batch.schema.with_metadata({METADATA_KEY: json.dumps(metadata).encode()})
                 writer = pa.ipc.new_file(sink, schema)
@@ -160,7 +200,12 @@ def read_split(path: str | Path) -> SplitData:
     with _open(path) as reader:
         metadata = _metadata(path, reader.schema)
         table = reader.read_all()
-    return SplitData(_to_numpy(table.column("x")), _to_numpy(table.column("y")), metadata)
+    context = {
+        name.removeprefix(CONTEXT_PREFIX): _to_numpy(table.column(name))
+        for name in table.column_names
+        if name.startswith(CONTEXT_PREFIX)
+    }
+    return SplitData(_to_numpy(table.column("x")), _to_numpy(table.column("y")), metadata, context)
 
 
 def iter_batches(path: str | Path, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

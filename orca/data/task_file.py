@@ -9,6 +9,7 @@
     num_outputs: 3                  # optional for classification: max label + 1
     backbone: minilm-l6             # optional default body
     max_seq_len: 64                 # optional: token budget of the embedder
+    preset: paper                   # optional: settings (orca.presets) under align/refine
     splits:                         # paths relative to this file
       train: data/train.npz         # NPZ with X and y, Parquet, or Arrow
       validation: data/val.npz      # optional: carved from train when absent
@@ -36,6 +37,7 @@ from orca.config.base import Config, check_choice, check_number
 from orca.config.stages import AlignConfig, RefineConfig
 from orca.data.tasks import MODALITIES, OUTPUT_KINDS, TASKS, RawTask, TaskSpec, task_names
 from orca.fingerprint import fingerprint_file, fingerprint_json
+from orca.presets import DEFAULT_PRESET, PRESETS, apply_preset
 from orca.registry import Registry
 
 # task file -> (stat signature of it and its split files, the spec read from them)
@@ -158,6 +160,7 @@ class TaskFile(Config):
     validation_fraction: float = 0.2
     align: dict[str, Any] = field(default_factory=dict)
     refine: dict[str, Any] = field(default_factory=dict)
+    preset: str = DEFAULT_PRESET  # orca.presets: applied under `align` and `refine`
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -181,6 +184,7 @@ class TaskFile(Config):
         if self.num_outputs is not None:
             check_number("num_outputs", self.num_outputs, minimum=1, integer=True)
         check_number("max_seq_len", self.max_seq_len, minimum=1, integer=True)
+        PRESETS.check(self.preset, field="preset")
 
 
 def _with_channel(x: np.ndarray, kind: str, where: str) -> np.ndarray:
@@ -311,6 +315,8 @@ def _read_spec(path: Path, declared: TaskFile, files: dict[str, Path]) -> TaskSp
         {"file": path.read_text(), **{s: fingerprint_file(f) for s, f in files.items()}}
     )
     num_outputs = declared.num_outputs or _infer_outputs(declared.output, y_train, path)
+    given = {"align": declared.align, "refine": declared.refine}
+    sections = apply_preset(declared.preset, declared.name, {}, given)  # the file's own win
     try:
         return TaskSpec(
             name=declared.name,
@@ -325,10 +331,11 @@ def _read_spec(path: Path, declared: TaskFile, files: dict[str, Path]) -> TaskSp
             default_backbone=declared.backbone,
             max_seq_len=declared.max_seq_len,
             validation_fraction=declared.validation_fraction,
-            align=AlignConfig.from_dict(declared.align),
-            refine=RefineConfig.from_dict(declared.refine),
+            align=AlignConfig.from_dict(sections.get("align", {})),
+            refine=RefineConfig.from_dict(sections.get("refine", {})),
             source_file=str(path),
             data_version=data_version,
+            preset=declared.preset,
         )
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err

@@ -12,12 +12,23 @@ import numpy as np
 from orca.config.base import check_choice, check_number
 from orca.config.stages import AlignConfig, RefineConfig
 from orca.metrics import LOSSES, METRICS
+from orca.metrics_context import check_context
+from orca.presets import DEFAULT_PRESET, PRESETS
 from orca.registry import Registry
 
 MODALITIES = ("1d", "2d", "tabular")
 _DENSE = (
     ("mse", "l1", "relative_l2", "bce", "cross_entropy"),
-    ("relative_l2", "nrmse", "mae", "one_minus_r2", "mae8", "one_minus_auroc_pixelwise"),
+    (
+        "relative_l2",
+        "nrmse",
+        "mae",
+        "one_minus_r2",
+        "mae8",
+        "one_minus_auroc_pixelwise",
+        "psicov_mae8",
+        "cosmic_one_minus_auroc",
+    ),
 )
 # output kind -> (losses, metrics) whose shape conventions fit its predictions and targets
 OUTPUT_CONTRACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -25,7 +36,10 @@ OUTPUT_CONTRACTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("cross_entropy",),
         ("error_rate", "one_minus_auroc", "one_minus_macro_f1"),
     ),
-    "multilabel": (("bce",), ("one_minus_auroc_multilabel", "one_minus_map")),
+    "multilabel": (
+        ("bce",),
+        ("one_minus_auroc_multilabel", "one_minus_map", "one_minus_map_per_clip"),
+    ),
     "regression": (("mse", "l1", "relative_l2"), ("mae", "one_minus_r2", "relative_l2", "nrmse")),
     "dense1d": _DENSE,
     "dense2d": _DENSE,
@@ -36,7 +50,14 @@ OUTPUT_KINDS = tuple(OUTPUT_CONTRACTS)  # every output kind has a contract
 @dataclass(frozen=True)
 class RawTask:
     """A task's data as its source provides it: train and test sets, a validation set when
-    the source publishes one (otherwise ingest carves it from train), and provenance."""
+    the source publishes one (otherwise ingest carves it from train), and provenance.
+
+    `context` holds the per-example arrays that some metrics need besides predictions and
+    targets (orca.metrics_context): split name ("train", "validation", "test") -> field ->
+    one row per example of that split. Checked on creation (known fields, one row per
+    example, integer indices or 0/1 masks) and kept as int64 / uint8 arrays; ingest carries
+    each row's context with it into the split files (orca.data.arrow_io).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -47,6 +68,21 @@ class RawTask:
     label_names: tuple[str, ...] = ()
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    context: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rows = {"train": len(self.y_train), "test": len(self.y_test)}
+        if self.y_val is not None:
+            rows["validation"] = len(self.y_val)
+        checked = {}
+        for split, arrays in self.context.items():
+            if split not in rows:
+                raise ValueError(
+                    f"{self.source}: context for split {split!r}, which this task does not "
+                    f"have; expected one of {sorted(rows)}"
+                )
+            checked[split] = check_context(f"{self.source} [{split}]", arrays, rows[split])
+        object.__setattr__(self, "context", checked)  # frozen: the checked int64/uint8 copies
 
 
 @dataclass(frozen=True)
@@ -69,6 +105,9 @@ class TaskSpec:
     refine: RefineConfig = field(default_factory=RefineConfig)
     source_file: str | None = None  # the YAML file of a user's task (orca.data.task_file)
     data_version: str = ""  # changes when a user's data files change: part of ingest's key
+    # The preset (orca.presets) `align` and `refine` already include, under the task's own
+    # values: a task file's `preset:`. A run that names no preset records this one.
+    preset: str = DEFAULT_PRESET
 
     def __post_init__(self) -> None:
         check_choice(f"task {self.name}: modality", self.modality, MODALITIES)
@@ -80,6 +119,7 @@ class TaskSpec:
         check_choice(f"task {self.name}: loss for output {self.output!r}", self.loss, losses)
         check_choice(f"task {self.name}: metric for output {self.output!r}", self.metric, metrics)
         check_number(f"task {self.name}: max_seq_len", self.max_seq_len, minimum=1, integer=True)
+        PRESETS.check(self.preset, field=f"task {self.name}: preset")
         check_number(
             f"task {self.name}: validation_fraction",
             self.validation_fraction,

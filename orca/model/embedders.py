@@ -7,6 +7,10 @@ Its bias is drawn from the same range as the weights: with a zero bias the Layer
 each token blind to the scale of its input window, and PyTorch's default bias range is ~10x
 the weights' output for unit-scale inputs, which makes every token start as LayerNorm(bias).
 
+This is orca's initialisation; stage 2 may replace it by the authors' (AlignConfig.embedder_init,
+orca.model.embedder_init), which differs in the conv (Xavier with gain sqrt(2), zero bias)
+and, when stage 2 is skipped, the LayerNorm (PyTorch's default, not the body's).
+
 EMBEDDERS holds one factory per "body kind/input modality". The text-body embedders are
 here; the vision-body one is in orca.model.vision_embedder, which the package's __init__
 imports, so every embedder is registered once anything in orca.model is imported.

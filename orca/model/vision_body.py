@@ -1,7 +1,9 @@
 """Vision bodies: timm Swin and ViT, with their patch embedding bypassed.
 
-The ORCA 2D embedder replaces the body's patch embedding (it is initialised from it, see
-embedders.VisionPatchEmbedder); the body runs everything after it. Weights come from the
+The ORCA embedders of orca.model.vision_embedder replace the body's patch embedding: the 2D
+one is initialised from it (VisionPatchEmbedder), the 1D one lays a series out on the same
+token grid (VisionSequenceEmbedder). Either way the body gets its own pretrained grid of
+tokens and runs everything after the patch embedding, unchanged. Weights come from the
 hub through timm, or from a local checkpoint file (NAME@FILE: safetensors, or a torch
 pickle holding a state dict). A local file is passed through timm's own checkpoint filter
 for the architecture (key renames, position-table resizing), then its key set and shapes
@@ -143,6 +145,11 @@ class SwinBody(VisionBody):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         gh, gw = self.grid
+        if tokens.shape[1] != gh * gw:
+            raise ValueError(
+                f"the Swin body takes its {gh} x {gw} grid of tokens ({gh * gw}), got "
+                f"{tokens.shape[1]}"
+            )
         x = tokens.reshape(tokens.shape[0], gh, gw, tokens.shape[-1])  # (B, gh, gw, D)
         x = self.model.norm(self.model.layers(x))  # (B, gh', gw', D')
         return x.flatten(1, 2)  # (B, gh' * gw', D')

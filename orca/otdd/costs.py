@@ -4,6 +4,14 @@ Notation
     X_a (n, d), X_b (m, d)   the two point sets; D (n, m), D_ij = ||x_i - x'_j||^2
     W (C_a, C_b)             label distances; label cost of (i, j) is W[class of i, class of j]
 
+The outer problem's cost is M = s (D + W[class of i, class of j]), with the factor s of
+a cost convention in COST_CONVENTIONS (OTDDConfig.cost): "squared", s = 1 (orca's), or
+"half", s = 1/2 (the convention of the OTDD library the authors' stage 2 uses: geomloss's
+p = 2 cost ||x - x'||^2 / 2, and W divided by p = 2 to match). The label distances W
+themselves are computed on the unscaled D in both. OTDD applies s without touching M:
+OT_eps(s M) = s OT_(eps/s)(M) with the same plan, so it solves on M with eps / s and
+multiplies the value and the gradient by s.
+
 Both are written into one preallocated (n, m) buffer: D block by block with one matrix
 product per block (|x|^2 + |y|^2 - 2 x.y, after shifting both sets by the mean of X_a, which
 leaves distances unchanged and limits cancellation), then W added in place one class run at a
@@ -21,8 +29,14 @@ from torch import Tensor
 
 from orca.otdd.grouping import Side
 from orca.otdd.scratch import scratch
+from orca.registry import Registry
 
 _SYMMETRIC_BLOCKS = 8  # row blocks of a self-distance matrix: ~(1 + 1/8) / 2 of the products
+
+# cost convention name -> the factor s of the outer cost M = s (D + W) (see the docstring)
+COST_CONVENTIONS: Registry[float] = Registry("cost convention")
+COST_CONVENTIONS.register("squared", 1.0)
+COST_CONVENTIONS.register("half", 0.5)
 
 
 class Centred(NamedTuple):

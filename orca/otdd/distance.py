@@ -7,7 +7,10 @@ Notation
                            class 0 and target class 0 are different labels
     W                      label-distance matrix over the union of classes, squared W_2, in
                            blocks W_ss (C_s, C_s), W_st (C_s, C_t), W_tt (C_t, C_t); detached
-    M (n, m)               augmented squared cost M_ij = ||x_i - x'_j||^2 + W[y_i, y'_j]
+    M (n, m)               augmented squared cost M_ij = s (||x_i - x'_j||^2 + W[y_i, y'_j]),
+                           s the factor of the cost convention (OTDDConfig.cost, from
+                           orca.otdd.costs.COST_CONVENTIONS): 1 ("squared", the default) or
+                           1/2 ("half", the OTDD library's, which the authors' stage 2 uses)
     P (n, m)               coupling between source and target points
     a (n,), b (m,)         uniform weights 1/n and 1/m
     epsilon                entropic regularisation, in the units of M (squared distance)
@@ -31,6 +34,7 @@ from torch import Tensor
 
 from orca.config.base import Config, check_number
 from orca.otdd.costs import (
+    COST_CONVENTIONS,
     Centred,
     add_label_costs,
     centred,
@@ -67,6 +71,7 @@ class OTDDConfig(Config):
     sinkhorn_tol: float = 0.1
     chunk_size: int = 4096  # source rows per block when building M
     seed: int = 0  # seeds every random subsample
+    cost: str = "squared"  # a convention in COST_CONVENTIONS: the outer cost's factor s
 
     def __post_init__(self) -> None:
         INNER_KINDS.check(self.inner, field="inner")
@@ -79,6 +84,7 @@ class OTDDConfig(Config):
         check_number("sinkhorn_tol", self.sinkhorn_tol, minimum=0, exclusive_minimum=True)
         check_number("chunk_size", self.chunk_size, minimum=1, integer=True)
         check_number("seed", self.seed, minimum=0, integer=True)
+        COST_CONVENTIONS.check(self.cost, field="cost")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> OTDDConfig:
@@ -206,6 +212,9 @@ class OTDD:
             options["tol"] = cfg.sinkhorn_tol
         self._inner = inner_kind(cfg.inner, **options)
         self._outer = OUTER_KINDS.get(cfg.outer)
+        # The outer problem solves on the unscaled M at eps / s (OT_eps(s M) = s OT_eps/s(M))
+        self._cost_scale = COST_CONVENTIONS.get(cfg.cost)
+        self._solver_epsilon = cfg.epsilon / self._cost_scale
         self._source = self._side(xs, ys)
         self._source_centred = centred(self._source.points)
         self._moved: dict[tuple[torch.device, torch.dtype], tuple[Side, Centred]] = {}
@@ -220,7 +229,7 @@ class OTDD:
             own = self._blocks(self._source, self._source, cost)
             self._source_state = self._inner.prepare(self._source, own)
             labels = self_label_distances(
-                self._inner, self._source, self._source_state, own, cost, cfg.epsilon
+                self._inner, self._source, self._source_state, own, cost, self._solver_epsilon
             )
             self.source_label_distances = labels.to(device=xs.device, dtype=xs.dtype)
             add_label_costs(cost, labels.nan_to_num(0.0), self._source, self._source)
@@ -245,18 +254,22 @@ class OTDD:
 
     def _label_distances_within(self, side: Side, state: Any, own, distances: Tensor):
         """W_tt (C_t, C_t) of a target side, where its self term can feel it."""
-        return self_label_distances(self._inner, side, state, own, distances, self.config.epsilon)
+        return self_label_distances(self._inner, side, state, own, distances, self._solver_epsilon)
 
     def _label_distances_between(self, target: Side, state: Any, cross: Blocks | None) -> Tensor:
         """W_st (C_s, C_t) between the source and a target side."""
         return self._inner.between(self._source, self._source_state, target, state, cross)
 
     def _solve(self, cost: Tensor, symmetric: bool = False, points=None):
-        """The outer problem of `cost` by the configured OUTER_KINDS solver."""
-        cfg = self.config
-        return self._outer.solve(
-            cost, cfg.epsilon, cfg.sinkhorn_max_iter, cfg.sinkhorn_tol, symmetric, points
+        """The outer problem of s x `cost` (s: the cost convention's factor) by the
+        configured OUTER_KINDS solver: solved on `cost` at eps / s, value and gradient x s."""
+        cfg, scale = self.config, self._cost_scale
+        value, gradient = self._outer.solve(
+            cost, self._solver_epsilon, cfg.sinkhorn_max_iter, cfg.sinkhorn_tol, symmetric, points
         )
+        if scale == 1.0:
+            return value, gradient
+        return value * scale, None if gradient is None else gradient * scale
 
     def _check_target(self, target_features: Tensor, target_labels: Tensor) -> None:
         _check_labelled("target", target_features, target_labels)
@@ -268,8 +281,8 @@ class OTDD:
 
     def augmented_cost(self, target_features: Tensor, target_labels: Tensor) -> Tensor:
         """M (n, m) between the stored source points (in their stored order) and ALL given
-        target points (no target subsampling here, given order), in squared-distance units;
-        differentiable w.r.t. target_features."""
+        target points (no target subsampling here, given order), in squared-distance units
+        times the cost convention's factor; differentiable w.r.t. target_features."""
         self._check_target(target_features, target_labels)
         target = self._side(target_features.detach(), target_labels)
         source, _ = self._source_like(target_features)
@@ -280,9 +293,10 @@ class OTDD:
         xs = self._xs.to(device=target_features.device, dtype=target_features.dtype)
         target_index = torch.unique(target_labels, sorted=True, return_inverse=True)[1]  # (m,)
         source_index = self._source_index.to(target_index.device)
-        return _augmented_cost(
+        cost = _augmented_cost(
             xs, source_index, target_features, target_index, labels, self.config.chunk_size
         )
+        return cost if self._cost_scale == 1.0 else cost * self._cost_scale
 
     def __call__(self, target_features: Tensor, target_labels: Tensor) -> Tensor:
         """OTDD (a squared distance, scalar tensor) from the source to (X_t, y_t).

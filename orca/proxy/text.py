@@ -129,7 +129,8 @@ def text_proxy_features(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ProxyFeatures:
-    """Featurise up to `max_examples` sentences (a seeded random subset when there are more)."""
+    """Featurise up to `max_examples` sentences (a seeded random subset when there are more)
+    on the body's device; the features are returned on the CPU."""
     rng = np.random.default_rng(seed)
     if len(sentences) > max_examples:
         keep = np.sort(rng.choice(len(sentences), size=max_examples, replace=False))
@@ -139,6 +140,7 @@ def text_proxy_features(
     labels = np.array([label_names.index(n) for n in names], dtype=np.int64)
     tokenizer = body.tokenizer
     body.eval()
+    device = next(body.parameters()).device  # the batches go where the body is
     chunks = []
     for start in range(0, len(sentences), batch_size):
         batch = sentences[start : start + batch_size]
@@ -150,10 +152,10 @@ def text_proxy_features(
             padding=True,
             return_tensors="pt",
         )
-        tokens = body.input_embeddings(encoded["input_ids"])  # (B, T, D)
-        mask = encoded["attention_mask"].unsqueeze(-1).to(tokens.dtype)  # (B, T, 1)
+        tokens = body.input_embeddings(encoded["input_ids"].to(device))  # (B, T, D)
+        mask = encoded["attention_mask"].unsqueeze(-1).to(tokens)  # (B, T, 1), its device
         pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)  # (B, D)
-        chunks.append(pooled.float().numpy())
+        chunks.append(pooled.float().cpu().numpy())
         if progress is not None:
             progress(min(start + batch_size, len(sentences)), len(sentences))
     return ProxyFeatures(np.concatenate(chunks), labels, label_names)

@@ -89,8 +89,8 @@ def prepare_images(body, images: torch.Tensor) -> torch.Tensor:
     if tuple(images.shape[-2:]) != body.image_size:
         images = F.interpolate(images, size=body.image_size, mode="bilinear", align_corners=False)
     config = getattr(body.model, "pretrained_cfg", {}) or {}
-    mean = torch.tensor(config.get("mean", (0.5, 0.5, 0.5)), dtype=images.dtype)
-    std = torch.tensor(config.get("std", (0.5, 0.5, 0.5)), dtype=images.dtype)
+    mean = torch.tensor(config.get("mean", (0.5, 0.5, 0.5))).to(images)
+    std = torch.tensor(config.get("std", (0.5, 0.5, 0.5))).to(images)
     return (images - mean[:, None, None]) / std[:, None, None]
 
 
@@ -104,18 +104,20 @@ def vision_proxy_features(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ProxyFeatures:
-    """Featurise up to `max_examples` images (a seeded random subset when there are more)."""
+    """Featurise up to `max_examples` images (a seeded random subset when there are more)
+    on the body's device; the features are returned on the CPU."""
     rng = np.random.default_rng(seed)
     keep = np.arange(len(data.labels))
     if len(keep) > max_examples:
         keep = np.sort(rng.choice(len(keep), size=max_examples, replace=False))
     body.eval()
+    device = next(body.parameters()).device  # the batches go where the body is
     chunks = []
     for start in range(0, len(keep), batch_size):
         index = keep[start : start + batch_size]
-        images = prepare_images(body, torch.from_numpy(data.images[index]))
+        images = prepare_images(body, torch.from_numpy(data.images[index]).to(device))
         tokens = body.input_embeddings(images)  # (B, T, D)
-        chunks.append(tokens.mean(dim=1).float().numpy())  # (B, D)
+        chunks.append(tokens.mean(dim=1).float().cpu().numpy())  # (B, D)
         if progress is not None:
             progress(min(start + batch_size, len(keep)), len(keep))
     return ProxyFeatures(np.concatenate(chunks), data.labels[keep], data.label_names)

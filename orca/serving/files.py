@@ -2,6 +2,10 @@
 
     INPUT.npz   x  (N, *input_shape)  numbers (cast to float32), finite
                 y  (N, ...)           optional targets, as the task's metric takes them
+                context.<name>        optional per-example context for a metric that needs
+                                      it (orca.metrics_context: protein, row_start,
+                                      col_start, length (N,) integers; ignore (N, ...) 0/1;
+                                      clip (N,) integers), one row per row of x
     PREDS.npz   predictions  (N, *output_shape) float32, what the evaluate stage scores
                 labels       (N,) int64, classification only: the argmax of the logits
 
@@ -20,6 +24,7 @@ from orca.atomic import atomic_path
 
 INPUTS_KEY = "x"
 TARGETS_KEY = "y"
+CONTEXT_PREFIX = "context."  # a context field's key: CONTEXT_PREFIX + its name
 
 
 class InputFileError(ValueError):
@@ -54,6 +59,23 @@ def read_inputs(
         x = archive[INPUTS_KEY]
         y = archive[TARGETS_KEY] if TARGETS_KEY in keys else None
     return check_inputs(path, x, input_shape), check_targets(path, y, len(x))
+
+
+def read_context(path: str | Path, rows: int) -> dict[str, np.ndarray]:
+    """The `context.<name>` arrays of an INPUT.npz that read_inputs accepted, checked: known
+    fields, one row per example (`rows`), integer indices or 0/1 masks; {} when none."""
+    from orca.metrics_context import check_context
+
+    with np.load(path, allow_pickle=False) as archive:
+        found = {
+            key.removeprefix(CONTEXT_PREFIX): archive[key]
+            for key in archive.files
+            if key.startswith(CONTEXT_PREFIX)
+        }
+    try:
+        return check_context(str(path), found, rows)
+    except ValueError as err:  # an unknown field, a wrong row count or kind of values
+        raise InputFileError(f"{path}: a {CONTEXT_PREFIX}<name> array does not fit: {err}") from err
 
 
 def check_inputs(source: object, x: np.ndarray, input_shape: tuple[int, ...] | None) -> np.ndarray:

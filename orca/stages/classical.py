@@ -49,9 +49,10 @@ def fit_classical(
         seed,
         n_jobs=n_jobs,
         on_candidate=on_candidate,
+        validation_context=validation.context,
     )
     test = read_split(splits["test"]["path"])  # the only read of the test split
-    value = score_test(selection, (test.x, test.y))
+    value = score_test(selection, (test.x, test.y), test.context)
     record = {
         "task": task_name,
         "model": model,

@@ -1,4 +1,8 @@
-"""Stage: featurise the labelled proxy dataset with the pretrained body's own input embedding."""
+"""Stage: featurise the labelled proxy dataset with the pretrained body's own input embedding.
+
+The body runs on the run's device (orca.devices); the features come back to the CPU as
+float32 and the reference records where the body was.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from orca.atomic import atomic_directory
 from orca.config.stages import ProxyConfig
 from orca.data.arrow_io import write_split
+from orca.devices import device_of, torch_device
 from orca.model.bodies import load_body
 from orca.proxy.datasets import resolve_proxy_name
 from orca.proxy.text import ProxyFeatures, load_text_proxy, text_proxy_features
@@ -56,8 +61,11 @@ def extract_proxy(
     out_dir: str | Path,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    body = load_body(backbone)
+    """Featurise the proxy dataset `config` names with `backbone`'s input embedding, on
+    `device` (a name in orca.devices.DEVICES), into `out_dir`/proxy.arrow."""
+    body = load_body(backbone).to(torch_device(device))
     dataset = resolve_proxy_name(config.dataset, body.kind)
     corpus, proxy = FEATURISERS.get(body.kind)(body, dataset, config, seed, progress)
     out_dir = Path(out_dir)
@@ -79,5 +87,6 @@ def extract_proxy(
         "rows": len(proxy.labels),
         "dim": int(proxy.features.shape[1]),
         "num_labels": len(proxy.label_names),
+        "device": device_of(body),
         "fingerprint": fingerprint,
     }

@@ -34,8 +34,11 @@ def refine(
     mode: str = "full",
     pretrained: bool = True,
     on_plan: Callable[[RefinePlan], None] | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Fine-tune the parameters that `mode` selects; keep the best epoch on validation.
+    """Fine-tune the parameters that `mode` selects on `device` (a name in
+    orca.devices.DEVICES); keep the best epoch on validation. The result's `device` says
+    where the model was trained.
 
     The "auto" fields of `config` are chosen by the recipe (orca/training/recipe.py) and
     `on_plan` sees the plan before training starts; the returned summary holds it.
@@ -54,7 +57,9 @@ def refine(
         train = fine_tune_on_processes
         extra = {}
         if config.needs_plan:  # every rank must train on the same plan: made here, once
-            plan = plan_for_processes(task_name, backbone, dataset, embedder, config, seed)
+            plan = plan_for_processes(
+                task_name, backbone, dataset, embedder, config, seed, device=device
+            )
             if on_plan is not None:
                 on_plan(plan)
             config = config.resolved(plan)
@@ -74,6 +79,7 @@ def refine(
             on_epoch=on_epoch,
             mode=mode,
             pretrained=pretrained,
+            device=device,
             **extra,
         )
         fingerprint = fingerprint_file(model_path)

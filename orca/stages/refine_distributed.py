@@ -5,11 +5,12 @@
 
 The refine stage writes the job (its arguments, as JSON) and starts the ranks through
 orca.training.torchrun. Each rank builds the same model and trains on its share of every
-epoch through DistributedDataParallel (NCCL on one GPU per rank, gloo on the CPU). The main
-rank alone writes the model file and the checkpoints, and appends each epoch's record to a
-JSON-lines file that the stage follows, so the stage still logs every epoch as it ends (and
-only the stage, in its own process, talks to Prefect or MLflow). When the ranks are done the
-main rank writes the run's summary, which the stage returns.
+epoch through DistributedDataParallel (on the run's device: NCCL on one GPU per rank, gloo
+on the CPU). The main rank alone writes the model file and the checkpoints, and appends
+each epoch's record to a JSON-lines file that the stage follows, so the stage still logs
+every epoch as it ends (and only the stage, in its own process, talks to Prefect or
+MLflow). When the ranks are done the main rank writes the run's summary, which the stage
+returns.
 
 A task from a user's YAML file is registered again in each rank from that file; tasks
 registered in code only (tests) are not known there.
@@ -30,6 +31,7 @@ from orca.atomic import atomic_path
 from orca.config.stages import RefineConfig
 from orca.data.task_file import load_task_file
 from orca.data.tasks import get_task
+from orca.devices import resolve_device
 from orca.stages.refine_train import fine_tune_and_save
 from orca.training.finetune import EpochRecord
 from orca.training.replicas import process_group
@@ -49,11 +51,13 @@ def fine_tune_on_processes(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     mode: str = "full",
     pretrained: bool = True,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """orca.stages.refine_train.fine_tune_and_save on `config.processes` torchrun processes;
-    `on_epoch` is called here for each epoch the main rank reports. On a CUDA machine each
-    process needs a GPU of its own (NCCL)."""
-    gpus = torch.cuda.device_count()
+    `on_epoch` is called here for each epoch the main rank reports. On CUDA (`device`,
+    orca.devices) each process needs a GPU of its own (NCCL)."""
+    device = resolve_device(device)
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
     if gpus and config.processes > gpus:
         raise ValueError(
             f"refine.processes={config.processes} needs one GPU per process; "
@@ -71,6 +75,7 @@ def fine_tune_on_processes(
             "seed": seed,
             "mode": mode,
             "pretrained": pretrained,
+            "device": device,
             "model_path": str(model_path),
             "checkpoint_dir": str(checkpoint_dir),
             "records": str(work_dir / "epochs.jsonl"),
@@ -94,7 +99,7 @@ def run_rank(job: dict[str, Any]) -> None:
     if job["task_file"] is not None:
         load_task_file(job["task_file"], allow_outside=True)  # the parent accepted it
     records = Path(job["records"])
-    with process_group() as (replicas, device):
+    with process_group(job["device"]) as (replicas, device):
 
         def append_record(record: EpochRecord) -> None:
             with open(records, "a") as handle:

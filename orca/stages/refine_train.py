@@ -15,6 +15,7 @@ from orca.checkpoint import load_into, save_state
 from orca.config.stages import RefineConfig
 from orca.data.arrow_io import read_split
 from orca.data.tasks import get_task
+from orca.devices import device_of, torch_device
 from orca.fingerprint import fingerprint_arrays
 from orca.metrics import LOSSES, METRICS
 from orca.model import OrcaModel, create_model
@@ -24,10 +25,6 @@ from orca.training.recipe import RefinePlan, plan_refine
 from orca.training.recipe_run import plan_for, train_with_recipe
 from orca.training.refine_modes import apply_refine_mode
 from orca.training.replicas import SINGLE, Replicas
-
-
-def device_for_training() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def read_tensors(path: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,10 +42,10 @@ def prepare_model(
     seed: int,
     mode: str,
     pretrained: bool,
-    device: torch.device | None,
+    device: torch.device,
 ) -> tuple[OrcaModel, set[str]]:
     """The model as fine-tuning starts: the stage-2 embedder loaded, the body's dropout
-    set, the parameters `mode` trains marked, on the training device."""
+    set, the parameters `mode` trains marked, on `device`."""
     torch.manual_seed(seed)
     model = create_model(get_task(task_name), backbone, seed=seed, pretrained=pretrained)
     model.fit_scalers(*train)  # the same statistics stage 2 fitted on the same rows
@@ -56,7 +53,7 @@ def prepare_model(
     if config.dropout is not None:
         set_body_dropout(model, config.dropout)
     trainable = set(apply_refine_mode(model, mode))
-    model.to(device or device_for_training())
+    model.to(device)
     return model, trainable
 
 
@@ -74,19 +71,23 @@ def fine_tune_and_save(
     mode: str = "full",
     pretrained: bool = True,
     replicas: Replicas = SINGLE,
-    device: torch.device | None = None,
+    device: torch.device | str = "auto",
     on_plan: Callable[[RefinePlan], None] | None = None,
 ) -> dict[str, Any]:
-    """Build the model, fine-tune the parameters `mode` selects (this process's share, with
-    `replicas`), and on the main process write the best state to `model_path`. Returns the
-    run's summary; with several processes, `replica_weights` holds a fingerprint of each
-    rank's final weights (DistributedDataParallel keeps them equal)."""
+    """Build the model on `device` (a torch.device, or a name in orca.devices.DEVICES),
+    fine-tune the parameters `mode` selects (this process's share, with `replicas`), and on
+    the main process write the best state to `model_path`. Returns the run's summary, with
+    `device`: where the model was trained; with several processes, `replica_weights` holds
+    a fingerprint of each rank's final weights (DistributedDataParallel keeps them equal)."""
+    if isinstance(device, str):
+        device = torch_device(device)
     spec = get_task(task_name)
     train = read_tensors(dataset["splits"]["train"]["path"])
     model, trainable = prepare_model(
         task_name, backbone, train, embedder, config, seed, mode, pretrained, device
     )
-    val = read_tensors(dataset["splits"]["validation"]["path"])
+    validation = read_split(dataset["splits"]["validation"]["path"])
+    val = (torch.from_numpy(validation.x), torch.from_numpy(validation.y))
     loss_fn = LOSSES.get(spec.loss)
     # On several processes, refine() has resolved the plan before starting them.
     result, plan, warm_start = train_with_recipe(
@@ -102,13 +103,12 @@ def fine_tune_and_save(
         on_epoch=on_epoch,
         checkpoint_dir=checkpoint_dir,
         replicas=replicas,
+        val_context=validation.context,  # for a metric that needs it (orca.metrics_context)
     )
+    ran_on = device_of(model)
     if replicas.is_main:
-        save_state(
-            model_path,
-            result.best_state,
-            {"task": task_name, "backbone": backbone, "best_epoch": str(result.best_epoch)},
-        )
+        metadata = {"task": task_name, "backbone": backbone, "best_epoch": str(result.best_epoch)}
+        save_state(model_path, result.best_state, {**metadata, "device": ran_on})
     summary = {
         "plan": plan.to_dict() if plan is not None else None,
         "probe_warm_start": warm_start.to_dict() if warm_start is not None else None,
@@ -120,6 +120,7 @@ def fine_tune_and_save(
             p.numel() for name, p in model.named_parameters() if name in trainable
         ),
         "history": [record.to_dict() for record in result.history],
+        "device": ran_on,
     }
     if replicas.world_size > 1:
         summary["replica_weights"] = replicas.gather(weights_fingerprint(model))
@@ -133,11 +134,14 @@ def plan_for_processes(
     embedder: dict[str, Any],
     config: RefineConfig,
     seed: int,
+    device: str = "auto",
 ) -> RefinePlan:
-    """The plan for a data-parallel run: one process's measured throughput, times the
-    number of processes."""
+    """The plan for a data-parallel run: one process's measured throughput on `device`,
+    times the number of processes."""
     train = read_tensors(dataset["splits"]["train"]["path"])
-    model, _ = prepare_model(task_name, backbone, train, embedder, config, seed, "full", True, None)
+    model, _ = prepare_model(
+        task_name, backbone, train, embedder, config, seed, "full", True, torch_device(device)
+    )
     n_val = dataset["splits"]["validation"]["rows"]
     single = plan_for(model, train, n_val, config, LOSSES.get(get_task(task_name).loss))
     return plan_refine(

@@ -5,6 +5,8 @@ orca.training.align_procedures.ALIGN_PROCEDURES ("per_class", the authors', or "
 StepLR (x lr_gamma at lr_milestones) steps once per epoch in both. Only the embedder runs;
 the body never does. distances[k] is the epoch-k loss; the last entry is measured after
 training, with no step. Training stops early once an epoch's loss is <= target_distance.
+The embedder first gets AlignConfig.embedder_init's initialisation
+(orca.model.embedder_init), which may depend on whether it is trained (epochs > 0).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from orca import stopping
 from orca.alignment.metrics import create_alignment_metric
 from orca.config.stages import AlignConfig
+from orca.model.embedder_init import initialise_embedder
 from orca.training.align_procedures import ALIGN_PROCEDURES, EpochContext
 from orca.training.align_state import AlignCheckpoint
 from orca.training.optim import create_optimizer
@@ -41,6 +44,7 @@ def alignment_metric(
         source_labels,
         inner=config.otdd_inner,
         epsilon=config.otdd_epsilon,
+        cost=config.otdd_cost,
         max_samples=config.max_source_samples,
         seed=seed,
     )
@@ -65,9 +69,15 @@ def train_embedder(
     in progress: with `checkpoint_dir` the state is saved there (orca.training.align_state)
     and a later call with the same setup continues from it; StopRequested is raised.
     """
+    initialise_embedder(model, config.embedder_init, trained=config.epochs > 0, seed=seed)
     params = list(model.embedder.parameters())
     optimizer = create_optimizer(
-        config.optimizer, params, lr=config.lr, weight_decay=config.weight_decay
+        config.optimizer,
+        params,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+        betas=config.betas,
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma

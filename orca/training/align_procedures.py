@@ -9,6 +9,9 @@ training visits the target data.
                per batch on loss(proxy, batch) with the batch's labels.
 
 A procedure runs one epoch (train=False: measure only, no step) and returns its loss.
+The target data may live on any device (the align stage puts it on the run's): the
+sampling draws from the CPU generator, so the same seed visits the same examples on the
+CPU and on a GPU.
 This module imports no config: AlignConfig checks its `procedure` against ALIGN_PROCEDURES.
 """
 
@@ -50,7 +53,8 @@ def per_class_epoch(ctx: EpochContext, train: bool) -> float:
     for c in torch.randperm(len(classes), generator=ctx.generator).tolist():
         index = torch.nonzero(ctx.labels == classes[c]).flatten()
         if len(index) > cap:
-            index = index[torch.randperm(len(index), generator=ctx.generator)[:cap]]
+            keep = torch.randperm(len(index), generator=ctx.generator)[:cap]
+            index = index[keep.to(index.device)]
         features = ctx.embed(ctx.x[index]).mean(dim=1)  # (n_c, T, D) -> (n_c, D)
         loss = weights[c] * ctx.metric(features, ctx.labels[index])
         if train:
@@ -66,7 +70,7 @@ def minibatch_epoch(ctx: EpochContext, train: bool) -> float:
     order = torch.randperm(len(ctx.x), generator=ctx.generator)
     total, seen = 0.0, 0
     for start in range(0, len(order), ctx.batch_size):
-        index = order[start : start + ctx.batch_size]
+        index = order[start : start + ctx.batch_size].to(ctx.x.device)
         if len(index) < 2:  # a one-point batch has no distribution to compare
             continue
         features = ctx.embed(ctx.x[index]).mean(dim=1)  # (b, T, D) -> (b, D)

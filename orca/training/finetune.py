@@ -1,14 +1,16 @@
 """Stage 3: fine-tune the whole model on the task loss, selecting on a validation split.
 
 Linear warm-up then decay, stepped per optimizer step; gradient accumulation; gradient
-clipping; bf16 autocast on CUDA; optional per-epoch checkpoints and resume; data-parallel
-training across processes (orca.training.replicas). The test split is never seen here.
+clipping; bf16 autocast for the training steps on CUDA, fp32 for every prediction (the
+validation that selects the epoch, and `predict`/`evaluate`; orca.training.precision);
+optional per-epoch checkpoints and resume; data-parallel training across processes
+(orca.training.replicas). The test split is never seen here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,15 @@ import torch
 from orca import stopping
 from orca.config.stages import RefineConfig
 from orca.metrics import Metric
+from orca.metrics_context import select_context
 from orca.training.mixup import mixed_loss, mixup_alpha
-from orca.training.optim import create_optimizer, parameter_groups, warmup_then_decay
+from orca.training.optim import (
+    accumulation_divisor,
+    create_optimizer,
+    parameter_groups,
+    warmup_then_decay,
+)
+from orca.training.precision import full_precision, training_autocast
 from orca.training.recipe import AUTO, choose_patience
 from orca.training.replicas import SINGLE, Replicas
 from orca.training.trainer_state import EpochCheckpoints, LoopState, run_fingerprint
@@ -50,21 +59,16 @@ class FineTuneResult:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Model outputs for `x` in eval mode, batched; returned on CPU as float32."""
+    """Model outputs for `x` in eval mode, batched, in fp32 on the model's device (no
+    autocast, no TF32: orca.training.precision.full_precision); returned on CPU."""
     model.eval()
     device = next(model.parameters()).device
     outputs = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size].to(device)
-        with _autocast(device):
+    with full_precision(device):
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size].to(device)
             outputs.append(model(batch).float().cpu())
     return torch.cat(outputs)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 def _snapshot(
@@ -104,6 +108,7 @@ def fine_tune(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint_dir: str | Path | None = None,
     replicas: Replicas = SINGLE,
+    val_context: Mapping[str, np.ndarray] | None = None,
 ) -> FineTuneResult:
     """Train for `config.epochs` epochs (fewer with patience); keep the best validation state.
 
@@ -124,6 +129,10 @@ def fine_tune(
     With `replicas` of several processes, this process trains on its share of each epoch
     through DistributedDataParallel; the main rank alone validates (the others take its
     record, so every rank selects and stops alike), saves checkpoints and calls `on_epoch`.
+
+    `val_context` is the validation split's per-example context (field -> one row per
+    example, orca.metrics_context), for a metric that needs it (Metric.context); such a
+    metric without it raises ValueError before training starts.
     """
     if config.needs_plan:
         raise ValueError(
@@ -134,6 +143,8 @@ def fine_tune(
         config = config.replace(patience=choose_patience(config.epochs))
     x_train, y_train = train
     x_val, y_val = val
+    if metric.context:  # fail now, not after the first epoch's training
+        select_context(metric.name, metric.context, val_context or {}, len(y_val))
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -144,6 +155,7 @@ def fine_tune(
         lr=config.lr,
         weight_decay=config.weight_decay,
         momentum=config.momentum,
+        betas=config.betas,
     )
     batch_size = replicas.batch_size(config.batch_size)
     batches_per_epoch = -(-replicas.shard_size(len(x_train)) // batch_size)
@@ -152,7 +164,10 @@ def fine_tune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         warmup_then_decay(
-            total_steps, round(config.warmup_fraction * total_steps), config.schedule
+            total_steps,
+            round(config.warmup_fraction * total_steps),
+            config.schedule,
+            None if config.decay_epochs is None else steps_per_epoch * config.decay_epochs,
         ),
     )
     sign = 1.0 if metric.lower_is_better else -1.0
@@ -172,6 +187,7 @@ def fine_tune(
         loop = checkpoints.restore(model, optimizer, scheduler, generator, EpochRecord) or loop
     resumed_from = len(loop.history) - 1 if loop.history else None
     accumulation = config.accumulation_steps
+    divisor = accumulation_divisor(config.accumulated_loss, accumulation)  # mean or sum
     alpha = mixup_alpha(config.mixup, y_train) if x_train.is_floating_point() else 0.0
     forward = replicas.wrap(model)  # the model itself, or DistributedDataParallel over it
     best_buffers: dict[str, torch.Tensor] | None = None  # CPU tensors this call owns
@@ -195,10 +211,10 @@ def fine_tune(
                     continue
                 index = order[start : start + batch_size]
                 xb, yb = x_train[index].to(device), y_train[index].to(device)
-                with _autocast(device):
+                with training_autocast(device):
                     loss = mixed_loss(loss_fn, forward, xb, yb, alpha, generator)
-                # Without accumulation the loss is not divided: one autograd node less, same grads.
-                (loss if accumulation == 1 else loss / accumulation).backward()
+                # A divisor of 1 (no accumulation, or summed losses): one autograd node less.
+                (loss if divisor == 1 else loss / divisor).backward()
                 running.add_(loss.detach(), alpha=len(index))  # float64 sum, as exact as before
                 seen += len(index)
                 last_batch = start + batch_size >= len(order)
@@ -222,7 +238,7 @@ def fine_tune(
                     epoch=epoch,
                     train_loss=float(running) / max(seen, 1),
                     val_loss=float(loss_fn(val_out, y_val)),
-                    val_metric=metric.compute(val_out.numpy(), y_val.numpy()),
+                    val_metric=metric.score(val_out.numpy(), y_val.numpy(), val_context),
                     lr=float(scheduler.get_last_lr()[0]),
                 )
             record = replicas.from_main(record)
@@ -261,7 +277,16 @@ def fine_tune(
 
 
 def evaluate(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, metric: Metric, batch_size: int = 64
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    metric: Metric,
+    batch_size: int = 64,
+    context: Mapping[str, np.ndarray] | None = None,
 ) -> float:
+    """`metric` of the model's fp32 predictions for `x` against `y`; `context`: the split's
+    per-example context, for a metric that needs it (orca.metrics_context)."""
+    if metric.context:  # before the forward passes
+        select_context(metric.name, metric.context, context or {}, len(y))
     outputs = predict(model, x, batch_size)
-    return metric.compute(outputs.numpy(), np.asarray(y))
+    return metric.score(outputs.numpy(), np.asarray(y), context)

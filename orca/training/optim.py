@@ -1,5 +1,10 @@
 """Optimizers (OPTIMIZERS) and learning-rate schedules (SCHEDULES), by name: the configs'
-optimizer and schedule fields are checked against these registries."""
+optimizer and schedule fields are checked against these registries.
+
+An OPTIMIZERS entry takes (params, lr, weight_decay, momentum, betas) and uses what its
+kind has: SGD the momentum, Adam and AdamW the betas (the authors' configs use
+(0.9, 0.98); torch's default, orca's, is (0.9, 0.999)).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,11 @@ import torch
 from orca.registry import Registry
 
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+DEFAULT_BETAS = (0.9, 0.999)  # torch's Adam/AdamW default
+
 OPTIMIZERS.register(
     "sgd",
-    lambda params, lr, weight_decay, momentum: torch.optim.SGD(
+    lambda params, lr, weight_decay, momentum, betas: torch.optim.SGD(
         params, lr=lr, weight_decay=weight_decay, momentum=momentum
     ),
 )
@@ -33,14 +40,14 @@ def _fusable(params: list) -> bool:
 
 OPTIMIZERS.register(
     "adam",
-    lambda params, lr, weight_decay, momentum: torch.optim.Adam(
-        params, lr=lr, weight_decay=weight_decay, fused=_fusable(params)
+    lambda params, lr, weight_decay, momentum, betas: torch.optim.Adam(
+        params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=_fusable(params)
     ),
 )
 OPTIMIZERS.register(
     "adamw",
-    lambda params, lr, weight_decay, momentum: torch.optim.AdamW(
-        params, lr=lr, weight_decay=weight_decay, fused=_fusable(params)
+    lambda params, lr, weight_decay, momentum, betas: torch.optim.AdamW(
+        params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, fused=_fusable(params)
     ),
 )
 
@@ -52,9 +59,10 @@ def create_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
+    betas: tuple[float, float] = DEFAULT_BETAS,
 ) -> torch.optim.Optimizer:
     """`params`: parameters, or torch param-group dicts (a group's own "lr" wins)."""
-    return OPTIMIZERS.get(name)(list(params), lr, weight_decay, momentum)
+    return OPTIMIZERS.get(name)(list(params), lr, weight_decay, momentum, betas)
 
 
 # Parameter-name prefixes of an OrcaModel's task-specific parts: they start untrained (or
@@ -85,18 +93,41 @@ SCHEDULES.register("cosine", lambda progress: 0.5 * (1.0 + math.cos(math.pi * pr
 SCHEDULES.register("constant", lambda progress: 1.0)
 
 
-def warmup_then_decay(total_steps: int, warmup_steps: int, decay: str) -> Callable[[int], float]:
+def warmup_then_decay(
+    total_steps: int, warmup_steps: int, decay: str, decay_steps: int | None = None
+) -> Callable[[int], float]:
     """LR multiplier per optimizer step: linear warm-up, then the SCHEDULES entry `decay`
     (linear or cosine decay to 0, or constant). Step counts are optimizer steps, not epochs.
+
+    The decay runs from the end of warm-up to step `decay_steps` (None: `total_steps`, so
+    it ends at 0 with training). The authors' WarmupLR decays over its own horizon
+    (RefineConfig.decay_epochs), often longer than training, so their lr never reaches 0;
+    after a horizon shorter than training the multiplier stays at the schedule's end value.
     An unknown `decay` raises UnknownNameError (a ValueError) listing the schedules."""
     decay_factor = SCHEDULES.get(decay)
     total_steps = max(total_steps, 1)
     warmup_steps = min(max(warmup_steps, 0), total_steps)
+    horizon = total_steps if decay_steps is None else max(decay_steps, warmup_steps + 1)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        progress = (step - warmup_steps) / max(horizon - warmup_steps, 1)
         return decay_factor(min(max(progress, 0.0), 1.0))
 
     return factor
+
+
+# How the losses of the micro-batches of one optimizer step combine (RefineConfig's
+# accumulated_loss): the divisor of each micro-batch's loss, given accumulation_steps.
+#     mean  divide by the steps: the gradient of the mean loss (orca)
+#     sum   do not divide: the gradient of the summed losses (the authors' train_one_epoch),
+#           accumulation_steps times larger; it matters to SGD (Adam is scale-invariant)
+ACCUMULATED_LOSS: Registry[Callable[[int], int]] = Registry("accumulated-loss mode")
+ACCUMULATED_LOSS.register("mean", lambda steps: steps)
+ACCUMULATED_LOSS.register("sum", lambda steps: 1)
+
+
+def accumulation_divisor(mode: str, accumulation_steps: int) -> int:
+    """What each micro-batch's loss is divided by before backward (ACCUMULATED_LOSS)."""
+    return ACCUMULATED_LOSS.get(mode)(accumulation_steps)

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from orca.training.precision import training_autocast
+
 AUTO = "auto"
 TARGET_STEPS = 400  # optimizer steps the recipe aims for when the budget allows
 MIN_EPOCHS, MAX_EPOCHS = 3, 150
@@ -138,7 +140,8 @@ def measure_throughput(
     min_seconds: float = 1.0,
     max_batches: int = 8,
 ) -> float:
-    """Training examples per second (forward + backward, no optimizer step) on `x`.
+    """Training examples per second (forward + backward, no optimizer step) on `x`, under
+    the training steps' autocast (bf16 on CUDA), so the plan fits the speed they will run at.
 
     The model's weights are not changed; its gradients are cleared afterwards and the
     global random state (dropout) is restored, so a run with or without the measurement
@@ -155,7 +158,9 @@ def measure_throughput(
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
             began = time.perf_counter()
-            loss_fn(model(xb).float(), yb).backward()
+            with training_autocast(device):
+                loss = loss_fn(model(xb).float(), yb)
+            loss.backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if index > 0:  # the first batch is the warm-up

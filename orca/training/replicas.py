@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from orca.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class Replicas:
@@ -99,12 +101,13 @@ SINGLE = Replicas()
 
 
 @contextmanager
-def process_group() -> Iterator[tuple[Replicas, torch.device]]:
-    """In a process that torchrun started: join its process group (NCCL with one GPU per
-    rank, else gloo on the CPU) and yield this rank's Replicas and device; leave on exit."""
+def process_group(device: str = "auto") -> Iterator[tuple[Replicas, torch.device]]:
+    """In a process that torchrun started: join its process group (on `device`, a name in
+    orca.devices.DEVICES: NCCL with one GPU per rank, or gloo on the CPU) and yield this
+    rank's Replicas and device; leave on exit."""
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if torch.cuda.is_available():
+    if resolve_device(device) == "cuda":
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
         backend = "nccl"

@@ -3,7 +3,8 @@
 Files (NAS-Bench-360's audio.zip, the FSD50K chunk manifests of its baseline code):
 
     chunks/tr.csv, chunks/val.csv, chunks/eval.csv   CSV with columns files, labels, ext:
-        a WAV chunk's path, its clip's comma-separated label names, and the clip id
+        a WAV chunk's path, its clip's comma-separated label names, and the clip id (kept
+        as context "clip", which the paper's per-clip mAP needs)
     chunks/lbl_map.json                               {label name: column}, 200 labels
     the WAV chunks                                    mono PCM, 22,050 Hz, 1 s each
 
@@ -18,9 +19,12 @@ example's mean; chunks shorter than 1 s are tiled to 1 s, and the 101 frames are
 (with the minimum) or centre-cropped to exactly 101. -> (N, 1, 96, 101) float32 and (N, 200)
 float32 0/1. Computed here with torch, so neither torchaudio nor librosa is needed.
 
-Not reproduced: training-time mixing with background noise and SpecAugment, and the
-reference's test protocol, which averages the logits of all chunks of a clip before scoring
-mAP per clip; here every chunk is one test example scored on its own.
+Every chunk is one example. The reference's evaluation, which averages the logits of a
+clip's chunks and scores mAP per clip, is the metric "one_minus_map_per_clip" (it reads each
+chunk's clip from the context); "one_minus_map" scores every chunk on its own (orca's earlier
+number). With ORCA_FSD50K_MAX_EXAMPLES the subset is of chunks, so a clip may keep only some
+of its chunks. Not reproduced: training-time mixing with background noise and SpecAugment,
+and the reference's training on one random chunk per clip per epoch.
 """
 
 from __future__ import annotations
@@ -144,12 +148,21 @@ def _resolve(root: Path, listed: str) -> Path:
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
-def read_manifest(path: Path) -> list[tuple[str, list[str]]]:
+def read_manifest(path: Path) -> list[tuple[str, list[str], str]]:
+    """(chunk file, its clip's label names, clip id) per row of a chunk manifest."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    if rows and not {"files", "labels"} <= set(rows[0]):
-        raise ValueError(f"{path}: expected columns files, labels[, ext]; got {sorted(rows[0])}")
-    return [(row["files"], [lbl for lbl in row["labels"].split(",") if lbl]) for row in rows]
+    if rows and not {"files", "labels", "ext"} <= set(rows[0]):
+        raise ValueError(
+            f"{path}: expected columns files, labels, ext (the clip id); got {sorted(rows[0])}"
+        )
+    blank = [i + 2 for i, row in enumerate(rows) if not (row["ext"] or "").strip()]
+    if blank:
+        raise ValueError(f"{path}: line(s) {blank[:5]} have no clip id in column ext")
+    return [
+        (row["files"], [lbl for lbl in row["labels"].split(",") if lbl], row["ext"].strip())
+        for row in rows
+    ]
 
 
 def load_fsd50k(directory: str | Path | None = None, seed: int = 0) -> RawTask:
@@ -163,23 +176,24 @@ def load_fsd50k(directory: str | Path | None = None, seed: int = 0) -> RawTask:
     for name, column in columns.items():
         names[column] = name
     features = LogMel()
-    arrays = []
+    arrays, clips = [], []
     for manifest in paths[:3]:
         rows = read_manifest(manifest)
         rows = [rows[k] for k in subset(len(rows), example_limit(task), seed)]
-        files = [_resolve(root, f) for f, _ in rows]
+        files = [_resolve(root, f) for f, _, _ in rows]
         missing = [f for f in files if not f.is_file()]
         if missing:
             raise missing_files_error(task, missing[:5])
         x = np.zeros((len(rows), 1, N_MELS, FRAMES), dtype=np.float32)
         y = np.zeros((len(rows), len(columns)), dtype=np.float32)
-        for i, (path, (_, labels)) in enumerate(zip(files, rows, strict=True)):
+        for i, (path, (_, labels, _)) in enumerate(zip(files, rows, strict=True)):
             x[i, 0] = features(read_wav(path))
             unknown = [lbl for lbl in labels if lbl not in columns]
             if unknown:
                 raise ValueError(f"{manifest}: label(s) {unknown} are not in {paths[-1]}")
             y[i, [columns[lbl] for lbl in labels]] = 1.0
         arrays.append((x, y))
+        clips.append(np.unique([clip for _, _, clip in rows], return_inverse=True)[1])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = arrays
     return RawTask(
         x_train=x_train,
@@ -191,4 +205,8 @@ def load_fsd50k(directory: str | Path | None = None, seed: int = 0) -> RawTask:
         source=str(root),
         version="FSD50K 1-s chunks via NAS-Bench-360; log-mel 96 x 101",
         label_names=tuple(names),
+        context={
+            split: {"clip": codes}
+            for split, codes in zip(("train", "validation", "test"), clips, strict=True)
+        },
     )

@@ -16,16 +16,23 @@
                the distance cap) and cut into `window` x `window` crops: one seeded random
                crop per training protein, tiles covering the whole map for test proteins.
                Distances are clipped to [1, max_distance] (16 A, the reference's training
-               label cap; missing distances count as the cap).
+               label cap; missing distances count as the cap). Each crop or tile keeps its
+               context: the protein (index in its split), the residue index of its first
+               row and column (negative in the padding) and the protein's length, from which
+               "psicov_mae8" reassembles whole maps.
   cosmic       deepCR ACS-WFC data as NAS-Bench-360 prepares it: train_dirs.npy/test_dirs.npy
                list per-exposure .npy files (image, cosmic-ray mask[, ignore mask]) with
                paths relative to the cosmic directory's parent ("./cosmic/npy_train/...").
                The reference's fixed 128 x 128 crop at (64, 64). -> (N, 1, 128, 128) image and
-               (N, 1, 128, 128) 0/1 mask. Not reproduced: the random sky-background
-               augmentation, and the ignore mask (our metrics cannot exclude pixels).
+               (N, 1, 128, 128) 0/1 mask; the ignore mask (a file's third plane, zeros when it
+               has two) is kept as context "ignore" of the same shape. Not reproduced: the
+               random sky-background augmentation, and the ignore mask in the training loss
+               (the authors multiply output and target by 1 - ignore there too).
 
-Metrics (see orca.data.benchmark_tasks): PSICOV's MAE8 is "mae8"; Cosmic's pixelwise
-1 - AUROC is "one_minus_auroc_pixelwise".
+Metrics (see orca.data.benchmark_tasks and orca.metrics_context): the paper's are
+"psicov_mae8" and "cosmic_one_minus_auroc" (the tasks' defaults), computed with the
+context the loaders keep (RawTask.context, which ingest carries into the split files);
+orca's earlier per-tile numbers are "mae8" and "one_minus_auroc_pixelwise".
 """
 
 from __future__ import annotations
@@ -175,11 +182,13 @@ def _psicov_examples(
     window: int,
     max_distance: float,
     rng: np.random.Generator | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Crops (rng given: one random crop each) or tiles (rng None) of each protein's maps."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Crops (rng given: one random crop each) or tiles (rng None) of each protein's maps,
+    and their context (protein index, first row and column as residue indices, length)."""
     searched = [dataset, *(d for d in ("deepcov", "psicov", "cameo") if d != dataset)]
     xs, ys = [], []
-    for pdb in ids:
+    context: dict[str, list[int]] = {"protein": [], "row_start": [], "col_start": [], "length": []}
+    for index, pdb in enumerate(ids):
         feature_paths = [root / d / "features" / f"{pdb}.pkl" for d in searched]
         distance_paths = [root / d / "distance" / f"{pdb}-cb.npy" for d in searched]
         feature_path = next((p for p in feature_paths if p.is_file()), None)
@@ -206,7 +215,9 @@ def _psicov_examples(
             for c in cols:
                 xs.append(padded_x[:, r : r + window, c : c + window])
                 ys.append(padded_y[:, r : r + window, c : c + window])
-    return np.stack(xs), np.stack(ys)
+                for key, value in zip(context, (index, r - half, c - half, length), strict=True):
+                    context[key].append(value)
+    return np.stack(xs), np.stack(ys), {k: np.asarray(v, np.int64) for k, v in context.items()}
 
 
 def load_psicov(
@@ -226,15 +237,16 @@ def load_psicov(
     test_ids = _read_ids(test_list)
     test_ids = [test_ids[k] for k in subset(len(test_ids), limit, seed)]
     rng = np.random.default_rng(seed)
-    x_train, y_train = _psicov_examples(task, root, "deepcov", train_ids, window, max_distance, rng)
-    x_test, y_test = _psicov_examples(task, root, "psicov", test_ids, window, max_distance, None)
+    train = _psicov_examples(task, root, "deepcov", train_ids, window, max_distance, rng)
+    test = _psicov_examples(task, root, "psicov", test_ids, window, max_distance, None)
     return RawTask(
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
+        x_train=train[0],
+        y_train=train[1],
+        x_test=test[0],
+        y_test=test[1],
         source=str(root),
         version=f"DeepCov/PSICOV via NAS-Bench-360; window {window}, cap {max_distance} A",
+        context={"train": train[2], "test": test[2]},
     )
 
 
@@ -256,7 +268,7 @@ def load_cosmic(
     task = "cosmic"
     root = _directory(task, directory)
     lists = require(task, root / "train_dirs.npy", root / "test_dirs.npy")
-    arrays = []
+    arrays, ignored = [], []
     for list_path in lists:
         listed = [str(p) for p in np.asarray(read_npy(list_path)).reshape(-1)]
         listed = [listed[k] for k in subset(len(listed), example_limit(task), seed)]
@@ -264,20 +276,26 @@ def load_cosmic(
         missing = [f for f in files if not f.is_file()]
         if missing:
             raise missing_files_error(task, missing[:5]) from None
-        images, masks = [], []
+        images, masks, ignores = [], [], []
         for path in files:
             stack = np.asarray(read_npy(path, mmap=True))
-            window = stack[:2, offset : offset + crop, offset : offset + crop]
-            if window.shape[1:] != (crop, crop):
+            window = stack[:3, offset : offset + crop, offset : offset + crop]
+            if window.shape[1:] != (crop, crop) or len(window) < 2:
                 raise ValueError(
-                    f"{path}: {stack.shape[1:]} image is too small for a {crop} crop at {offset}"
+                    f"{path}: a {stack.shape} stack; expected (2 or 3, H, W) planes (image, "
+                    f"cosmic-ray mask[, ignore mask]) large enough for a {crop} crop at {offset}"
                 )
             images.append(window[0])
             masks.append(window[1])
+            ignores.append(window[2] if len(window) > 2 else np.zeros_like(window[0]))
         arrays += [
             np.asarray(images, dtype=np.float32)[:, None],
             (np.asarray(masks, dtype=np.float32)[:, None] > 0).astype(np.float32),
         ]
+        ignored.append((np.asarray(ignores)[:, None] > 0).astype(np.uint8))
     return RawTask(
-        *arrays, source=str(root), version="deepCR ACS-WFC (f435w, GAL) via NAS-Bench-360"
+        *arrays,
+        source=str(root),
+        version="deepCR ACS-WFC (f435w, GAL) via NAS-Bench-360",
+        context={"train": {"ignore": ignored[0]}, "test": {"ignore": ignored[1]}},
     )
