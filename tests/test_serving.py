@@ -249,7 +249,7 @@ def test_orca_predict_bad_input_exits_2_naming_it(champion, tmp_path, capsys):
         (["gunpoint", "--split", "tset"], ["unknown split; valid splits: train, validation, test"]),
         (["gunpoint"], ["give the inputs as INPUT.npz or as --split NAME"]),
         (["gunpnt", "--split", "test"], ["unknown task 'gunpnt'", "with a registered model: "]),
-        (["digits", "--split", "test"], ["task 'digits' has no registered model orca-digits"]),
+        (["ecg", "--split", "test"], ["task 'ecg' has no registered model orca-ecg"]),
         ([f"models:/{champion.name}/999", "--split", "test"], ["cannot be found", "orca-gunpoint"]),
     ]  # fmt: skip
     for argv, words in cases:
