@@ -9,6 +9,7 @@
     retry                 a failed flow run again                             retry.py
     ui                    the Prefect and MLflow UIs                          ui.py
     otdd                  the OTDD between two .npz files                     otdd.py
+    recommend             rank (body, proxy) candidates before fine-tuning    commands_recommend.py
 
 The right-hand column names each command's module in cli/; progress bars are in
 cli/progress.py, tables in cli/tables.py, the console script in cli/console.py.
@@ -35,7 +36,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import commands_predict, commands_report, commands_run, commands_sweep, otdd, retry, ui
+from cli import (
+    commands_predict,
+    commands_recommend,
+    commands_report,
+    commands_run,
+    commands_sweep,
+    otdd,
+    retry,
+    ui,
+)
 from cli.command import Args, Command, CommandFailed
 from cli.options import spread_variadic
 from orca import stopping
@@ -50,6 +60,7 @@ COMMANDS: dict[str, Command] = {
     **ui.COMMANDS,
     **otdd.COMMANDS,
     **commands_predict.COMMANDS,
+    **commands_recommend.COMMANDS,
 }
 # The order `orca --help` lists them in.
 ORDER = (
@@ -61,6 +72,7 @@ ORDER = (
     "ablations",
     "demo",
     "predict",
+    "recommend",
     "retry",
     "ui",
     "otdd",

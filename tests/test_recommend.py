@@ -1,0 +1,148 @@
+"""`orca recommend`: the ranking rule, the candidates' checks, and a real run whose stages a
+following `orca run` reads back Cached."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from cli.main import main
+from orca.recommend import CandidateResult, markdown, plan_candidates, rank
+
+TINY = ["--set", "proxy.max_examples=120", "--set", "proxy.max_tokens=16"]
+TINY += ["--set", "align.epochs=2", "--set", "align.samples_per_class=8"]
+
+
+def _result(body: str, proxy: str, before: float | None, after: float | None, **fields):
+    return CandidateResult(
+        body=body,
+        backbone=body,
+        method="orca",
+        proxy=proxy,
+        align_epochs=5,
+        metric="otdd",
+        distance_before=before,
+        distance_after=after,
+        **fields,
+    )
+
+
+def test_the_proxy_closer_after_alignment_ranks_first():
+    rows = rank(
+        [
+            _result("body", "far", 9.0, 6.0),
+            _result("broken", "any", None, None, status="failed", error="no weights"),
+            _result("late", "any", None, None, status="skipped", error="budget spent"),
+            _result("body", "close", 12.0, 1.5),  # further before, much closer after
+            _result("other", "tie", 7.0, 6.0),  # ties "far" after: lower before wins
+        ]
+    )
+    assert [(row["rank"], row["body"], row["proxy"]) for row in rows] == [
+        (1, "body", "close"),
+        (2, "other", "tie"),
+        (3, "body", "far"),
+        (None, "broken", "any"),
+        (None, "late", "any"),
+    ]
+    assert rows[0]["improvement"] == 10.5
+    text = markdown("gunpoint", rows, ["a note"])
+    assert "| 1 | body | orca | close | 5 | 12.0000 | 1.5000 |" in text and "- a note" in text
+
+
+def test_a_measured_candidate_needs_its_distances_and_a_known_status():
+    with pytest.raises(ValueError, match="needs both distances"):
+        _result("body", "p", 1.0, None)
+    with pytest.raises(ValueError, match="valid candidate statuss: failed, measured, skipped"):
+        _result("body", "p", 1.0, 1.0, status="done")
+
+
+@pytest.mark.parametrize(
+    ("bodies", "proxies", "words"),
+    [
+        (["nope"], None, ["unknown backbone 'nope'", "minilm-l6", "swin-tiny"]),
+        (["random:"], None, ["--bodies 'random:'", "random:BACKBONE"]),
+        (["minilm-l6"], ["mnist"], ["'mnist' is a vision dataset", "text body", "wnut16"]),
+        (["minilm-l6"], ["cifar"], ["--proxies 'cifar'", "auto, conll2003, wnut16"]),
+        (["minilm-l6"], ["conll2003"], ["no local copy of conll2003", "present here: wnut16"]),
+    ],
+)
+def test_bad_candidates_are_named_with_the_valid_choices(bodies, proxies, words):
+    with pytest.raises(ValueError) as caught:
+        plan_candidates(bodies, proxies)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_default_candidates_are_minilm_and_its_random_control_on_the_local_proxies():
+    planned = [(c.body.token, c.body.method, c.proxy) for c in plan_candidates()]
+    assert planned == [("minilm-l6", "orca", "wnut16"), ("random:minilm-l6", "scratch", "wnut16")]
+
+
+def test_a_bad_candidate_fails_before_any_work(capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the recommend flow must not start")
+
+    monkeypatch.setattr("cli.commands_recommend.run", no_work)
+    argv = ["recommend", "gunpoint", "--bodies", "minilm-l6,nope"]
+    assert main(argv) == 2
+    assert "unknown backbone 'nope'; valid backbones: " in capsys.readouterr().err
+    assert main(["recommend", "gunpoint", "--proxies", "mnist"]) == 2
+    err = capsys.readouterr().err
+    assert "--proxies 'mnist' for body 'minilm-l6'" in err and "auto, conll2003, wnut16" in err
+
+
+def test_recommend_json_ranks_and_a_following_run_reuses_its_stages(
+    prefect_harness, tiny_bert_dir, tmp_path, capsys
+):
+    bodies = f"{tiny_bert_dir},random:{tiny_bert_dir}"
+    recommended = ["recommend", "gunpoint", "--bodies", bodies, "--proxies", "wnut16", *TINY]
+    recommended.append("--json")
+    assert main(recommended) == 0
+    out = capsys.readouterr().out
+    ranking = json.loads(out)  # one JSON object, nothing else on stdout
+    assert set(ranking) >= {"task", "rule", "rows", "best", "notes", "mlflow_run_id"}
+    rows = ranking["rows"]
+    assert [row["rank"] for row in rows] == [1, 2]
+    after = [row["distance_after"] for row in rows]
+    assert after == sorted(after)  # the rule: lower distance after alignment first
+    aligned, control = sorted(rows, key=lambda row: row["method"])  # orca, scratch
+    assert aligned["align_epochs"] == 2 and aligned["distance_after"] != aligned["distance_before"]
+    assert control["align_epochs"] == 0 and control["distance_after"] == control["distance_before"]
+    assert set(aligned["seconds"]) == {"ingest", "proxy", "align"}
+    assert aligned["states"]["align"] == "Completed"
+    assert ranking["best"]["run_command"] == rows[0]["run_command"]
+
+    client = MlflowClient()
+    run = client.get_run(ranking["mlflow_run_id"])
+    assert run.data.tags["orca.kind"] == "recommend" and run.info.status == "FINISHED"
+    path = client.download_artifacts(run.info.run_id, "recommend/ranking.json", str(tmp_path))
+    logged = json.loads(Path(path).read_text())
+    assert [row["rank"] for row in logged["rows"]] == [1, 2]
+
+    # The run the recommendation names: its ingest, proxy and align come from the cache.
+    command = shlex.split(aligned["run_command"])[2:]  # after "orca run"
+    assert main(["run", *command, "--set", "refine.epochs=1", "--json"]) == 0
+    states = json.loads(capsys.readouterr().out)["states"]
+    assert {stage: states[stage] for stage in ("ingest", "proxy", "align")} == dict.fromkeys(
+        ("ingest", "proxy", "align"), "Cached"
+    )
+
+    # Again: every candidate from the cache.
+    assert main(recommended) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert all(set(row["states"].values()) == {"Cached"} for row in again["rows"])
+    assert [row["distance_after"] for row in again["rows"]] == [
+        row["distance_after"] for row in rows
+    ]
+
+
+def test_no_candidate_starts_once_the_budget_is_spent(prefect_harness, capsys):
+    argv = ["recommend", "gunpoint", "--budget-s", "1e-9", "--json"]
+    assert main(argv) == 1  # nothing measured: each row says why
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [row["status"] for row in rows] == ["skipped", "skipped"]
+    assert all(row["rank"] is None and "time budget" in row["error"] for row in rows)
