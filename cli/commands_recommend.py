@@ -2,7 +2,9 @@
 
     orca recommend [TASK] [--task-file F] [--allow-outside] [--data-dir D]
                    [--bodies B]... [--proxies P]... [--budget-s N] [--align-epochs N]
-                   [--seed N] [--device auto|cuda|cpu] [--set S.K=V]... [--json]
+                   [--signals S]... [--rank-by S] [--seed N] [--device auto|cuda|cpu]
+                   [--set S.K=V]... [--json]
+    orca recommend --validate [--suite NAME] [TASK] [--bodies B]... [--reports-dir D]
 
 Each candidate runs ingest, proxy features and align with the config `orca run` would use
 for it (flows/recommend.py), so the stages are cached for that run; the ranking rule is
@@ -14,14 +16,23 @@ as `orca run --set` does (proxy.dataset excepted: that is --proxies).
 from __future__ import annotations
 
 import json
-import shlex
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cli.command import TRACKING_PRELOAD, Args, Command
-from cli.options import AllowOutside, DataDir, Device, Json, Overrides, Task, TaskFile
+from cli.options import (
+    AllowOutside,
+    DataDir,
+    Device,
+    Json,
+    Overrides,
+    ReportsDir,
+    Task,
+    TaskFile,
+)
 from cli.retry import result_or_exit
 from orca.recommend import DEFAULT_BODIES, RANDOM_PREFIX, RANK_RULE
 
@@ -64,97 +75,143 @@ def define_recommend(
             help="alignment epochs per candidate (default: the run's, so `orca run` reuses it)",
         ),
     ] = None,
+    signals: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signals",
+            help="extra signals to measure per candidate, repeatable or comma-separated: "
+            "probe (a linear probe's validation loss), otdd_kmeans (the distance with k-means "
+            "labels); the distances before and after alignment always are",
+            show_default=False,
+        ),
+    ] = None,
+    rank_by: Annotated[
+        str,
+        typer.Option("--rank-by", help="the measured signal to rank by (lower is better)"),
+    ] = "otdd_after",
     seed: Annotated[int, typer.Option(help="the seed, as `orca run --seed`")] = 0,
     device: Device = "auto",
     overrides: Overrides = None,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate",
+            help="run the full pipeline for every candidate of every task of --suite (and "
+            "TASK) and report how well each signal predicted the test error "
+            "(reports/RECOMMEND-VALIDATION.md)",
+        ),
+    ] = False,
+    suite: Annotated[
+        str | None,
+        typer.Option("--suite", help="--validate: the task suite (default: demo, without TASK)"),
+    ] = None,
+    reports_dir: ReportsDir = "reports",
     json: Json = False,
 ) -> Args:
     """Rank (body, proxy) candidates by their distance to the task after a short alignment
-    (ingest, proxy, align: cached for a later `orca run`)."""
+    (ingest, proxy, align: cached for a later `orca run`); --validate checks the ranking
+    against full fine-tuning."""
     return Args(**locals())
 
 
 def prepare(args: Args) -> dict[str, Any]:
-    """Every candidate's PipelineConfig, checked before any work (ValueError names the bad
-    body, proxy or value and the valid choices)."""
-    from cli.commands_run import config_from_args
-    from orca.recommend import plan_candidates, split_values
+    """The RecommendConfig, every candidate checked before any work (ValueError names the
+    bad body, proxy or value and the valid choices)."""
+    import os
 
-    if args.budget_s is not None and args.budget_s <= 0:
-        raise ValueError(f"--budget-s must be > 0 seconds, got {args.budget_s:g}")
-    if args.align_epochs is not None and args.align_epochs < 1:
-        raise ValueError(f"--align-epochs must be an integer >= 1, got {args.align_epochs}")
-    given = list(args.overrides or [])
-    if any(item.startswith("proxy.dataset=") for item in given):
+    from cli.options import parse_overrides
+    from orca.config.recommend import RecommendConfig
+    from orca.recommend import split_values
+
+    if args.data_dir:
+        os.environ["ORCA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
+    if args.validate:
+        return _prepare_validation(args)
+    if args.suite is not None:
+        raise ValueError("--suite goes with --validate; give one TASK to recommend for")
+    if not args.task and not args.task_file:
+        raise ValueError("give a TASK (see `orca tasks`) or --task-file FILE")
+    if any(item.startswith("proxy.dataset=") for item in args.overrides or ()):
         raise ValueError("--set proxy.dataset: name the proxies with --proxies P ... instead")
-    candidates = plan_candidates(split_values(args.bodies), split_values(args.proxies))
-    configs, tokens = [], []
-    commands: dict[tuple[str, str], str] = {}  # (body token, proxy) -> its `orca run`
-    notes: set[str] = set()
-    for candidate in candidates:
-        sets = [f"proxy.dataset={candidate.proxy}", *given]
-        if args.align_epochs is not None:
-            sets.append(f"align.epochs={args.align_epochs}")
-        run_args = Args(
-            **{**vars(args), "overrides": sets, "preset": None},
-            backbone=candidate.body.backbone,
-            method=candidate.body.method,
+    config = RecommendConfig(
+        task=args.task,
+        task_file=args.task_file,
+        bodies=tuple(split_values(args.bodies)),
+        proxies=tuple(split_values(args.proxies)),
+        budget_s=args.budget_s,
+        align_epochs=args.align_epochs,
+        seed=args.seed,
+        device=args.device,
+        overrides=parse_overrides(args.overrides),
+        allow_outside=args.allow_outside,
+        signals=tuple(split_values(args.signals)),
+        rank_by=args.rank_by,
+    )
+    return {"config": config, "candidates": len(config.plan().candidates)}
+
+
+def _prepare_validation(args: Args) -> dict[str, Any]:
+    from cli.options import parse_overrides
+    from orca.config.recommend import RecommendValidationConfig
+    from orca.recommend import split_values
+
+    if args.task_file:
+        raise ValueError(
+            "--validate runs registered tasks: give --suite and/or TASK, not --task-file"
         )
-        config = config_from_args(run_args)
-        without = sets[: len(sets) - (args.align_epochs is not None)]
-        default_epochs = config_from_args(Args(**{**vars(run_args), "overrides": without}))
-        if config.align.epochs != default_epochs.align.epochs:
-            notes.add(
-                f"--align-epochs {args.align_epochs} differs from the run's default "
-                f"({default_epochs.align.epochs}): a later `orca run` recomputes align unless "
-                f"it is given --set align.epochs={args.align_epochs}"
-            )
-        if candidate.body.is_control:
-            notes.add(
-                f"{RANDOM_PREFIX}BODY is the random-weights control (`orca run --method "
-                "scratch`): that method skips alignment, so its two distances are equal"
-            )
-        configs.append(config)
-        tokens.append(candidate.body.token)
-        commands[(candidate.body.token, candidate.proxy)] = _run_command(config, sets)
-    notes.add("MPNet-base (split wheels) is not a default candidate yet")
-    return {"configs": configs, "bodies": tokens, "commands": commands, "notes": sorted(notes)}
+    given = {
+        "signals": args.signals,
+        "rank_by": args.rank_by != "otdd_after",
+        "budget_s": args.budget_s,
+        "align_epochs": args.align_epochs,
+    }
+    unused = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    if unused:
+        raise ValueError(
+            "--validate measures every signal with the runs' own settings; drop "
+            + ", ".join(unused)
+        )
+    config = RecommendValidationConfig(
+        suite=args.suite or (None if args.task else "demo"),
+        tasks=(args.task,) if args.task else (),
+        bodies=tuple(split_values(args.bodies)),
+        proxies=tuple(split_values(args.proxies)),
+        seed=args.seed,
+        device=args.device,
+        overrides=parse_overrides(args.overrides),
+    )
+    return {"validation": config}
 
 
-def _run_command(config, sets: list[str]) -> str:
-    """The `orca run` command whose ingest, proxy and align this candidate caches."""
-    words = ["orca", "run"]
-    words += ["--task-file", config.task_file] if config.task_file else [config.task]
-    words += ["--backbone", config.backbone]
-    if config.method != "orca":
-        words += ["--method", config.method]
-    if config.seed:
-        words += ["--seed", str(config.seed)]
-    words += [part for item in sets for part in ("--set", item)]
-    return shlex.join(words)
+def _run_validation(args: Args, config) -> dict[str, Any]:
+    from flows.recommend_validate import validate_recommendations
+
+    state = validate_recommendations(config, reports_dir=args.reports_dir, return_state=True)
+    out = result_or_exit(state)
+    if args.json:
+        print(json.dumps(out))
+        return out
+    print(Path(out["report"]).read_text())
+    print(f"report: {out['report']} (data: {out['data']}); {out['wall_seconds']} s")
+    return out
 
 
 def run(args: Args, prepared: dict[str, Any]) -> dict[str, Any]:
     from cli.progress import progress_bars
     from flows.recommend import recommend
 
+    if "validation" in prepared:
+        return _run_validation(args, prepared["validation"])
     started = time.perf_counter()
-    configs = prepared["configs"]
+    config = prepared["config"]
+    count = prepared["candidates"]
     # One row per stage name, and the count of every candidate's stages (cli/progress.py
     # ends a run at its evaluate stage, which a candidate has not).
-    stages = ("ingest", "proxy", "align") * len(configs)
-    label = f"{configs[0].task}/recommend ({len(configs)} candidates)"
+    stages = ("ingest", "proxy", "align") * count
+    label = f"{config.label}/recommend ({count} candidates)"
     with progress_bars(not args.json, stages=stages, label=label):
-        state = recommend(
-            configs,
-            prepared["bodies"],
-            budget_s=args.budget_s,
-            notes=prepared["notes"],
-            return_state=True,
-        )
+        state = recommend(config, return_state=True)
     ranking = result_or_exit(state)
-    for row in [*ranking["rows"], *([ranking["best"]] if ranking["best"] else [])]:
-        row["run_command"] = prepared["commands"][(row["body"], row["proxy"])]
     ranking["wall_seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
         print(json.dumps(ranking))
@@ -167,7 +224,10 @@ def print_ranking(ranking: dict[str, Any]) -> None:
     from cli.tables import print_table
 
     metrics = sorted({row["metric"] for row in ranking["rows"]})
-    legend = f"distances: {', '.join(metrics)} to the proxy; rule: {RANK_RULE}"
+    legend = (
+        f"distances: {', '.join(metrics)} to the proxy; ranked by {ranking['rank_by']}; "
+        f"rule: {RANK_RULE}"
+    )
     print_table(ranking_table(ranking["rows"]), legend)
     best = ranking["best"]
     if best is not None:
@@ -190,10 +250,13 @@ def ranking_table(rows: list[dict[str, Any]]):
     from rich.markup import escape
     from rich.table import Table
 
+    from orca.recommend import extra_signals
+
     table = Table()
     for column in ("rank", "body", "method", "proxy", "epochs"):
         table.add_column(column, no_wrap=column != "body")
-    for column in ("before ↓", "after ↓", "seconds"):
+    extra = extra_signals(rows)
+    for column in ("before ↓", "after ↓", *(f"{name} ↓" for name in extra), "seconds"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column("stages", no_wrap=True)
     for row in rows:
@@ -205,6 +268,7 @@ def ranking_table(rows: list[dict[str, Any]]):
             str(row["align_epochs"]),
             _number(row["distance_before"]),
             _number(row["distance_after"]),
+            *(_number(row["signals"].get(name)) for name in extra),
             _number(sum(row["seconds"].values()), 1),
             _stages_cell(row),
             style="bold green" if row["rank"] == 1 else None,
@@ -227,7 +291,10 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def _status(ranking: dict[str, Any]) -> int:
-    """0 when at least one candidate was measured; 1 otherwise (each row says why)."""
+    """0 when at least one candidate was measured (a validation: when no run failed);
+    1 otherwise (each row, or the report, says why)."""
+    if "statistics" in ranking:
+        return 1 if ranking["failures"] else 0
     return 0 if ranking["best"] is not None else 1
 
 
@@ -237,7 +304,7 @@ COMMANDS = {
         prepare,
         run,
         uses_prefect=True,
-        preload=("flows.recommend", *TRACKING_PRELOAD),
+        preload=("flows.recommend", "flows.recommend_validate", *TRACKING_PRELOAD),
         status=_status,
     ),
 }

@@ -101,7 +101,7 @@ ReportsDir = Annotated[
 VARIADIC_OPTIONS: dict[str, tuple[str, ...]] = {
     "bench": ("--tasks", "--methods"),
     "demo": ("--methods",),
-    "recommend": ("--bodies", "--proxies"),
+    "recommend": ("--bodies", "--proxies", "--signals"),
 }
 # Options before the command (`orca --state-dir D run ...`) that take a value.
 GLOBAL_VALUE_OPTIONS = ("--state-dir", "--result-storage")

@@ -11,8 +11,9 @@ Body tokens (`--bodies`): a backbone string (orca.model.bodies: a registered nam
 model directory, NAME@WEIGHTS), or `random:BACKBONE` for the control with that
 architecture.
 
-The ranking rule (RANK_RULE): measured candidates first, by the distance after alignment,
-lower is better; ties by the distance before alignment, then by the candidate's label.
+The ranking rule (RANK_RULE): measured candidates first, by the ranking signal (lower is
+better; by default `otdd_after`, the distance after alignment; orca.recommend_signals lists
+the others); ties by the distance before alignment, then by the candidate's label.
 Candidates that failed or were skipped for the time budget come after, unranked.
 """
 
@@ -25,10 +26,13 @@ from typing import Any
 from orca.registry import Registry
 
 RANDOM_PREFIX = "random:"
-DEFAULT_BODIES = ("minilm-l6", f"{RANDOM_PREFIX}minilm-l6")
+# The offline text bodies and the control; a default body whose weights are not here is left
+# out with a note (a body named with --bodies must have them).
+DEFAULT_BODIES = ("minilm-l6", "mpnet-base", f"{RANDOM_PREFIX}minilm-l6")
+DEFAULT_RANK_SIGNAL = "otdd_after"
 RANK_RULE = (
-    "lower distance after alignment is better; ties: lower distance before alignment; "
-    "failed or skipped candidates are not ranked"
+    "lower ranking signal is better (default otdd_after: the distance after alignment); "
+    "ties: lower distance before alignment; failed or skipped candidates are not ranked"
 )
 MEASURED_STAGES = ("ingest", "proxy", "align")
 
@@ -86,6 +90,8 @@ class CandidateResult:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds
     states: dict[str, str] = field(default_factory=dict)  # stage -> Completed / Cached
     error: str | None = None
+    # orca.recommend_signals name -> value (lower = better); otdd_before/after always
+    signals: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         STATUSES.check(self.status, field="status")
@@ -105,10 +111,11 @@ class CandidateResult:
             return None
         return self.distance_before - self.distance_after
 
-    def sort_key(self) -> tuple[Any, ...]:
+    def sort_key(self, by: str = DEFAULT_RANK_SIGNAL) -> tuple[Any, ...]:
         if self.status != "measured":
             return (1, STATUSES.names().index(self.status), 0.0, 0.0, self.label)
-        return (0, 0, self.distance_after, self.distance_before, self.label)
+        value = self.distance_after if by == DEFAULT_RANK_SIGNAL else self.signals[by]
+        return (0, 0, value, self.distance_before, self.label)
 
 
 STATUSES: Registry[str] = Registry("candidate status")
@@ -120,12 +127,12 @@ for _status, _meaning in (
     STATUSES.register(_status, _meaning)
 
 
-def rank(results: Sequence[CandidateResult]) -> list[dict[str, Any]]:
-    """The candidates in RANK_RULE order, as rows: each result's fields, its improvement,
-    and `rank` (1 = best; None for a candidate that was not measured)."""
+def rank(results: Sequence[CandidateResult], by: str = DEFAULT_RANK_SIGNAL) -> list[dict[str, Any]]:
+    """The candidates in RANK_RULE order by signal `by`, as rows: each result's fields, its
+    improvement, and `rank` (1 = best; None for a candidate that was not measured)."""
     rows = []
     position = 0
-    for result in sorted(results, key=CandidateResult.sort_key):
+    for result in sorted(results, key=lambda result: result.sort_key(by)):
         measured = result.status == "measured"
         position += measured
         rows.append(
@@ -146,22 +153,40 @@ def _cell(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def markdown(task: str, rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -> str:
+def extra_signals(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The signals besides the two distances that any row has, in orca.recommend_signals'
+    order."""
+    from orca.recommend_signals import SIGNALS
+
+    present = {name for row in rows for name in row.get("signals", {})}
+    return [n for n in SIGNALS.names() if n in present and not SIGNALS.get(n).from_align_record]
+
+
+def markdown(
+    task: str,
+    rows: Sequence[dict[str, Any]],
+    notes: Sequence[str] = (),
+    by: str = DEFAULT_RANK_SIGNAL,
+) -> str:
     """The ranking as a Markdown document (the MLflow artifact)."""
+    extra = extra_signals(rows)
     lines = [
         f"# orca recommend: {task}",
         "",
-        f"Rule: {RANK_RULE}.",
+        f"Rule: {RANK_RULE}. Ranked by: {by}.",
         "",
-        "| rank | body | method | proxy | align epochs | before | after | seconds | status |",
-        "|---:|---|---|---|---:|---:|---:|---:|---|",
+        "| rank | body | method | proxy | align epochs | before | after | "
+        + "".join(f"{name} | " for name in extra)
+        + "seconds | status |",
+        "|---:|---|---|---|---:|---:|---:|" + "---:|" * len(extra) + "---:|---|",
     ]
     for row in rows:
         seconds = sum(row["seconds"].values())
+        values = "".join(f"{_cell(row['signals'].get(name))} | " for name in extra)
         lines.append(
             f"| {row['rank'] or '—'} | {row['body']} | {row['method']} | {row['proxy']} | "
             f"{row['align_epochs']} | {_cell(row['distance_before'])} | "
-            f"{_cell(row['distance_after'])} | {seconds:.1f} | {row['status']} |"
+            f"{_cell(row['distance_after'])} | {values}{seconds:.1f} | {row['status']} |"
         )
     lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines).rstrip() + "\n"
@@ -177,43 +202,67 @@ class Candidate:
 
 def plan_candidates(
     bodies: Sequence[str] | None = None, proxies: Sequence[str] | None = None
-) -> list[Candidate]:
-    """Every body x proxy pair to measure, checked before any work. Bodies default to
-    DEFAULT_BODIES; proxies to every proxy dataset present locally that fits each body's
-    kind. An unknown body, an unknown proxy, a proxy of another modality than the body's,
-    or a named proxy with no local copy raises ValueError naming it and the valid choices."""
+) -> tuple[list[Candidate], list[str]]:
+    """Every body x proxy pair to measure, checked before any work, and notes on default
+    bodies left out. Bodies default to DEFAULT_BODIES (those whose pretrained weights are
+    here); proxies to every proxy dataset present locally that fits each body's kind. An
+    unknown body, a named pretrained body without weights here, an unknown proxy, a proxy of
+    another modality than the body's, or a named proxy with no local copy raises ValueError
+    naming it and the valid choices."""
+    from orca.model.weights_check import missing_weights
+
+    notes = []
+    choices = []
+    for token in bodies or DEFAULT_BODIES:
+        choice = parse_body(token)
+        # UnknownNameError (a ValueError) lists the valid backbones
+        problem = None if choice.is_control else missing_weights(choice.backbone)
+        if problem is not None and bodies:
+            raise ValueError(
+                f"--bodies {token!r}: no pretrained weights here: {problem}. Use "
+                f"{RANDOM_PREFIX}{choice.backbone} for its random-weights control"
+            )
+        if problem is not None:
+            notes.append(f"default body {token} left out: {problem}")
+            continue
+        choices.append(choice)
+    candidates = []
+    for choice in choices:
+        candidates += _candidates_of(choice, proxies)
+    return list(dict.fromkeys(candidates)), notes
+
+
+def _candidates_of(choice: BodyChoice, proxies: Sequence[str] | None) -> list[Candidate]:
     from orca.model.bodies import backbone_kind
     from orca.proxy.datasets import PROXY_DATASETS, resolve_proxy_name
 
-    choices = [parse_body(token) for token in (bodies or DEFAULT_BODIES)]
+    kind = backbone_kind(choice.backbone)
+    fitting = [n for n in PROXY_DATASETS.names() if PROXY_DATASETS.get(n).kind == kind]
+    present = [n for n in fitting if PROXY_DATASETS.get(n).available()]
     candidates = []
-    for choice in choices:
-        kind = backbone_kind(choice.backbone)  # UnknownNameError lists the valid backbones
-        fitting = [n for n in PROXY_DATASETS.names() if PROXY_DATASETS.get(n).kind == kind]
-        present = [n for n in fitting if PROXY_DATASETS.get(n).available()]
-        for name in proxies or present:
-            if name != "auto" and name not in PROXY_DATASETS:
-                raise ValueError(
-                    f"--proxies {name!r}: unknown proxy dataset; valid for the {kind} body "
-                    f"{choice.backbone!r}: auto, {', '.join(fitting)}"
-                )
-            try:
-                resolved = resolve_proxy_name(name, kind)
-            except ValueError as error:  # a proxy of another modality: names the valid ones
-                raise ValueError(f"--proxies {name!r} for body {choice.token!r}: {error}") from None
-            if resolved not in present:
-                raise ValueError(
-                    f"--proxies {name!r}: no local copy of {resolved} "
-                    f"({_missing_reason(resolved)}); {kind} proxies present here: "
-                    f"{', '.join(present) or 'none'}"
-                )
-            candidates.append(Candidate(choice, resolved))
-        if not candidates or candidates[-1].body != choice:
+    for name in proxies or present:
+        if name != "auto" and name not in PROXY_DATASETS:
             raise ValueError(
-                f"body {choice.backbone!r} is a {kind} body and no {kind} proxy dataset is "
-                f"present here (known: {', '.join(fitting)}); see orca.proxy.datasets"
+                f"--proxies {name!r}: unknown proxy dataset; valid for the {kind} body "
+                f"{choice.backbone!r}: auto, {', '.join(fitting)}"
             )
-    return list(dict.fromkeys(candidates))
+        try:
+            resolved = resolve_proxy_name(name, kind)
+        except ValueError as error:  # a proxy of another modality: names the valid ones
+            raise ValueError(f"--proxies {name!r} for body {choice.token!r}: {error}") from None
+        if resolved not in present:
+            raise ValueError(
+                f"--proxies {name!r}: no local copy of {resolved} "
+                f"({_missing_reason(resolved)}); {kind} proxies present here: "
+                f"{', '.join(present) or 'none'}"
+            )
+        candidates.append(Candidate(choice, resolved))
+    if not candidates:
+        raise ValueError(
+            f"body {choice.backbone!r} is a {kind} body and no {kind} proxy dataset is "
+            f"present here (known: {', '.join(fitting)}); see orca.proxy.datasets"
+        )
+    return candidates
 
 
 def _missing_reason(name: str) -> str:

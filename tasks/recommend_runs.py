@@ -13,15 +13,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
+from mlflow.entities import Param
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
 
 from orca import stopping
+from orca.config.base import flatten
 from orca.config.pipeline import PipelineConfig
+from orca.config.recommend import RecommendConfig
+from orca.config.stages import AlignConfig
 from orca.recommend import CandidateResult
+from orca.recommend_signals import COMPUTED, from_align_record, measure_signals
+from orca.recommend_validation import TaskOutcome
+from orca.reporting.recommend_validation import write_validation_report
 from tasks import tracking
+from tasks.caching import stage_cache_policy
 from tasks.stage_runs import align, ingest, proxy, stage_run
+from tasks.stages import GPU_TAGS, STAGE_OPTIONS
 
 
 def _timed(seconds: dict[str, float], name: str, call: Callable[[], Any]) -> Any:
@@ -32,8 +44,72 @@ def _timed(seconds: dict[str, float], name: str, call: Callable[[], Any]) -> Any
         seconds[name] = round(time.perf_counter() - started, 3)
 
 
-def measure(config: PipelineConfig, body: str) -> CandidateResult:
-    """Ingest, proxy features and alignment for one candidate; its distances and times."""
+@task(
+    name="recommend-signals",
+    cache_policy=stage_cache_policy("signals", writes_outputs=False),
+    tags=GPU_TAGS,
+    **STAGE_OPTIONS,
+)
+def computed_signals(
+    names: list[str],
+    task_name: str,
+    backbone: str,
+    dataset: dict[str, Any],
+    proxy: dict[str, Any],
+    embedder: dict[str, Any],
+    align_config: AlignConfig,
+    seed: int,
+    pretrained: bool,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """The signals of orca.recommend_signals that need the model (probe, otdd_kmeans), from
+    the candidate's stage outputs; cached by their fingerprints like a stage."""
+    return measure_signals(
+        names,
+        task_name=task_name,
+        backbone=backbone,
+        dataset=dataset,
+        proxy=proxy,
+        embedder=embedder,
+        align_config=align_config,
+        seed=seed,
+        pretrained=pretrained,
+        device=device,
+    )
+
+
+def _signals(
+    run: Any,
+    config: PipelineConfig,
+    names: tuple[str, ...],
+    dataset: dict[str, Any],
+    features: dict[str, Any],
+    embedder: dict[str, Any],
+) -> dict[str, float]:
+    values = from_align_record(embedder["distances"])
+    wanted = [name for name in names if name in COMPUTED]
+    if wanted:
+        state = computed_signals(
+            wanted,
+            task_name=config.task,
+            backbone=config.backbone,
+            dataset=dataset,
+            proxy=features,
+            embedder=embedder,
+            align_config=config.align,
+            seed=config.seed,
+            pretrained=config.pretrained_body,
+            device=config.resolved_device,
+            return_state=True,
+        )
+        run.states["signals"] = state.name
+        values.update(state.result())  # raises the computation's error if it failed
+    return {name: values[name] for name in dict.fromkeys(("otdd_after", "otdd_before", *names))}
+
+
+def measure(config: PipelineConfig, body: str, signals: tuple[str, ...] = ()) -> CandidateResult:
+    """Ingest, proxy features and alignment for one candidate, then the extra `signals`
+    (orca.recommend_signals); its distances, signals and times."""
     seconds: dict[str, float] = {}
     described = {
         "body": body,
@@ -48,6 +124,11 @@ def measure(config: PipelineConfig, body: str) -> CandidateResult:
             dataset = _timed(seconds, "ingest", lambda: ingest(config))
             features = _timed(seconds, "proxy", lambda: proxy(config))
             embedder = _timed(seconds, "align", lambda: align(config, dataset, features))
+            values = _timed(
+                seconds,
+                "signals",
+                lambda: _signals(run, config, signals, dataset, features, embedder),
+            )
     except Exception as error:  # one candidate's failure is its row's
         if stopping.is_stop(error):
             raise
@@ -62,6 +143,7 @@ def measure(config: PipelineConfig, body: str) -> CandidateResult:
         distance_after=distances[-1],
         seconds=seconds,
         states=dict(run.states),
+        signals=values,
     )
 
 
@@ -79,8 +161,8 @@ def skipped(config: PipelineConfig, body: str, reason: str) -> CandidateResult:
     )
 
 
-def start_run(task: str, flow_run_id: str | None, candidates: int) -> str:
-    """The recommendation's MLflow run, tagged orca.kind=recommend."""
+def start_run(task: str, flow_run_id: str | None, config: RecommendConfig, candidates: int) -> str:
+    """The recommendation's MLflow run, tagged orca.kind=recommend, its config as params."""
     client = MlflowClient()
     run = client.create_run(
         tracking.experiment_id(client),
@@ -91,7 +173,8 @@ def start_run(task: str, flow_run_id: str | None, candidates: int) -> str:
             "prefect.flow_run_id": str(flow_run_id),
         },
     )
-    client.log_param(run.info.run_id, "candidates", candidates)
+    params = {**flatten(config.to_dict()), "candidates": candidates}
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 
 
@@ -112,3 +195,19 @@ def log_ranking(run_id: str, ranking: dict[str, Any], markdown: str) -> None:
 
 def finish_run(run_id: str, status: str, error: str | None = None) -> None:
     tracking.finish_run(run_id, status, error)
+
+
+@task(name="write-recommend-validation", persist_result=False, cache_policy=None)
+def validation_report(
+    outcomes: list[TaskOutcome],
+    reports_dir: str,
+    context: dict[str, Any],
+    failures: list[str],
+) -> dict[str, Any]:
+    """RECOMMEND-VALIDATION.md and its JSON under `reports_dir`, and the report as a Prefect
+    markdown artifact."""
+    written = write_validation_report(outcomes, reports_dir, context, failures)
+    create_markdown_artifact(
+        key="orca-recommend-validation", markdown=Path(written["report"]).read_text()
+    )
+    return written

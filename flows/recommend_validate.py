@@ -1,0 +1,111 @@
+"""The recommendation's validation: do the cheap signals predict the fine-tuned result?
+
+For every task of the RecommendValidationConfig: the recommend flow with every signal
+(orca.recommend_signals), then the full pipeline for every candidate, each a cached whole
+run like a sweep's (tasks/sweep_runs.py: a second validation reuses them), nested under one
+MLflow run tagged orca.kind=recommend-validation. The report
+(orca/reporting/recommend_validation.py) goes to `reports_dir` and to that MLflow run. A
+candidate whose run fails is left out of its task's statistics and listed in the report; a
+task with fewer than two measured candidates has no statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect import flow, runtime
+from prefect.settings import temporary_settings
+
+from flows.pipeline import pipeline
+from flows.recommend import recommend
+from orca import stopping
+from orca.config.pipeline import PipelineConfig
+from orca.config.recommend import RecommendValidationConfig
+from orca.recommend_validation import TaskOutcome
+from orca.reporting.results import machine_description
+from runtime.prefect_api import heartbeats_off
+from tasks import recommend_runs, storage, sweep_tracking
+from tasks.sweep_runs import reuse_or_rerun, run_label, run_pipeline
+
+
+def run_in_validation(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
+    """One candidate's full run, nested under the validation's MLflow run, no model
+    registered."""
+    return pipeline(config, parent_run_id=parent_run_id, register_model=False)
+
+
+def _full_run(config: PipelineConfig, parent: str) -> dict[str, Any]:
+    state = run_pipeline(run_in_validation, config, parent, return_state=True)
+    result = state.result()  # raises the run's error if it failed
+    if state.name == "Cached":
+        result = reuse_or_rerun(run_in_validation, config, parent, result)
+    return result
+
+
+@flow(name="orca-recommend-validate", validate_parameters=True)
+def validate_recommendations(
+    config: RecommendValidationConfig, reports_dir: str = "reports"
+) -> dict[str, Any]:
+    """Recommend, fine-tune every candidate, and report how well each signal predicted."""
+    storage.ensure_result_storage()
+    started = time.perf_counter()
+    recommendations = config.recommendations()
+    parent = sweep_tracking.start_parent_run(
+        "recommend-validation", config.label, str(runtime.flow_run.id), config.to_dict()
+    )
+    outcomes, failures, rankings = [], [], {}
+    with temporary_settings(updates=heartbeats_off()), stopping.handle_stop_signals():
+        for recommendation in recommendations:
+            ranking = recommend(recommendation)
+            rankings[recommendation.task] = ranking["mlflow_run_id"]
+            measured = {(row["body"], row["proxy"]): row for row in ranking["rows"] if row["rank"]}
+            labels, errors, signals, metric = [], [], {}, ""
+            for candidate in recommendation.plan().candidates:
+                key = (candidate.body, candidate.config.proxy.dataset)
+                label = f"{recommendation.task}: {candidate.body} / {key[1]}"
+                if key not in measured:
+                    failures.append(f"{label}: its recommendation was not measured")
+                    continue
+                try:
+                    result = _full_run(candidate.config, parent)
+                except Exception as error:
+                    if stopping.is_stop(error):
+                        raise
+                    failures.append(f"{label} ({run_label(candidate.config)}): {error}")
+                    continue
+                metric = result["metric"]
+                labels.append(f"{candidate.body} / {key[1]}")
+                value = float(result["value"])
+                errors.append(value if result["lower_is_better"] else -value)
+                for name, signal in measured[key]["signals"].items():
+                    signals.setdefault(name, []).append(signal)
+            if len(labels) >= 2:
+                outcomes.append(
+                    TaskOutcome(recommendation.task, metric, tuple(labels), signals, errors)
+                )
+            else:
+                failures.append(f"{recommendation.task}: fewer than 2 candidates measured")
+    context = {
+        "command": f"orca recommend --validate --suite {config.suite}"
+        if config.suite and not config.tasks
+        else f"validation of {config.label}",
+        "tasks": f"{len(outcomes)} with statistics of {len(recommendations)}",
+        "bodies": ", ".join(config.bodies) or "the defaults (orca.recommend.DEFAULT_BODIES)",
+        "seed": config.seed,
+        "machine": machine_description(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall time": f"{time.perf_counter() - started:.0f} s",
+        "validation run (MLflow)": parent,
+    }
+    written = recommend_runs.validation_report(outcomes, reports_dir, context, failures)
+    sweep_tracking.log_report(parent, [written["report"], written["data"]])
+    sweep_tracking.finish_parent_run(parent, sum(len(o.candidates) for o in outcomes), failures)
+    return {
+        **written,
+        "validation_run_id": parent,
+        "recommend_runs": rankings,
+        "failures": failures,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
