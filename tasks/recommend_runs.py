@@ -124,11 +124,14 @@ def measure(config: PipelineConfig, body: str, signals: tuple[str, ...] = ()) ->
             dataset = _timed(seconds, "ingest", lambda: ingest(config))
             features = _timed(seconds, "proxy", lambda: proxy(config))
             embedder = _timed(seconds, "align", lambda: align(config, dataset, features))
-            values = _timed(
-                seconds,
-                "signals",
-                lambda: _signals(run, config, signals, dataset, features, embedder),
-            )
+            if any(name in COMPUTED for name in signals):  # timed where there is work
+                values = _timed(
+                    seconds,
+                    "signals",
+                    lambda: _signals(run, config, signals, dataset, features, embedder),
+                )
+            else:
+                values = _signals(run, config, signals, dataset, features, embedder)
     except Exception as error:  # one candidate's failure is its row's
         if stopping.is_stop(error):
             raise
