@@ -61,6 +61,8 @@ GPU_DEPLOYMENTS = {
     "orca-stage-align/align",
     "orca-stage-refine/refine",
     "orca-stage-evaluate/evaluate",
+    "orca-recommend/recommend",
+    "orca-recommend-validate/recommend-validate",
 }
 EXPECTED = CPU_DEPLOYMENTS | GPU_DEPLOYMENTS
 GIT_CLONE = {
@@ -333,6 +335,12 @@ def test_every_prefect_yaml_deployment_is_created_for_its_pool(deployed):
     assert stage["entrypoint"] == "flows/stage_flows.py:align_stage"
     assert stage["parameter_openapi_schema"]["required"] == ["config"]
     assert "PipelineConfig" in stage["parameter_openapi_schema"]["definitions"]
+    recommend = deployed["orca-recommend/recommend"]["parameter_openapi_schema"]
+    assert recommend["required"] == ["config"]
+    assert "RecommendConfig" in recommend["definitions"]
+    validate = deployed["orca-recommend-validate/recommend-validate"]
+    assert validate["parameters"] == {"config": {"suite": "demo"}, "reports_dir": "reports"}
+    assert "RecommendValidationConfig" in validate["parameter_openapi_schema"]["definitions"]
 
 
 def test_the_local_deployment_file_differs_only_in_its_pull_step():

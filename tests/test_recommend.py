@@ -7,6 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -52,6 +53,32 @@ def test_the_proxy_closer_after_alignment_ranks_first():
     assert rows[0]["improvement"] == 10.5
     text = markdown("gunpoint", rows, ["a note"])
     assert "| 1 | body | orca | close | 5 | 12.0000 | 1.5000 |" in text and "- a note" in text
+
+
+def test_a_proxy_that_is_clearly_closer_ranks_first_by_the_align_stage_metric():
+    """Hand-made: the target is two labelled blobs; one proxy is the same blobs with a little
+    noise, the other the blobs moved 6 units away. The alignment metric the align stage uses
+    (its default AlignConfig) gives the distances; the ranking puts the close proxy first."""
+    import torch
+
+    from orca.config.stages import AlignConfig
+    from orca.training.align import alignment_metric
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(2).repeat_interleave(40)
+    centres = torch.tensor([[0.0] * 8, [3.0] * 8])
+    target = centres[labels] + 0.5 * torch.randn(80, 8, generator=generator)
+    close = target + 0.1 * torch.randn(80, 8, generator=generator)
+    far = target + 6.0
+    config = AlignConfig()
+    distances = {
+        name: float(alignment_metric(config, features, labels, seed=0)(target, labels))
+        for name, features in (("close", close), ("far", far))
+    }
+    assert distances["close"] < distances["far"] / 10
+    results = [_result("body", name, d, d) for name, d in distances.items()]
+    assert [row["proxy"] for row in rank(results)] == ["close", "far"]
+    assert [row["proxy"] for row in rank(results[::-1])] == ["close", "far"]
 
 
 def test_a_measured_candidate_needs_its_distances_and_a_known_status():
@@ -167,3 +194,77 @@ def test_no_candidate_starts_once_the_budget_is_spent(prefect_harness, capsys):
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert len(rows) >= 2 and {row["status"] for row in rows} == {"skipped"}
     assert all(row["rank"] is None and "time budget" in row["error"] for row in rows)
+
+
+def test_the_flow_takes_its_config_as_a_deployment_would_and_caches_the_extra_signals(
+    prefect_harness, tiny_bert_dir
+):
+    """The recommend flow with a JSON-like config (a deployment's parameters): the probe and
+    k-means signals are measured, the ranking follows --rank-by, and a second call reads
+    every stage and the signals from the cache."""
+    from flows.recommend import recommend
+
+    config = {
+        "task": "gunpoint",
+        "bodies": [str(tiny_bert_dir), f"random:{tiny_bert_dir}"],
+        "proxies": ["wnut16"],
+        "signals": ["probe", "otdd_kmeans"],
+        "rank_by": "probe",
+        "overrides": {
+            "proxy": {"max_examples": 120, "max_tokens": 16},
+            "align": {"epochs": 2, "samples_per_class": 8},
+        },
+    }
+    ranking = recommend(config)
+    assert ranking["rank_by"] == "probe"
+    rows = ranking["rows"]
+    probes = [row["signals"]["probe"] for row in rows]
+    assert probes == sorted(probes) and all(np.isfinite(probes))
+    for row in rows:
+        assert set(row["signals"]) == {"otdd_after", "otdd_before", "probe", "otdd_kmeans"}
+        assert row["signals"]["otdd_after"] == row["distance_after"]
+        assert row["states"]["signals"] == "Completed" and "signals" in row["seconds"]
+    again = recommend(config)
+    assert all(set(row["states"].values()) == {"Cached"} for row in again["rows"])
+    assert [row["signals"] for row in again["rows"]] == [row["signals"] for row in rows]
+
+
+def test_a_ranking_signal_that_is_not_measured_is_refused():
+    from orca.config.recommend import RecommendConfig
+
+    with pytest.raises(ValueError, match="rank_by='probe': not a measured signal"):
+        RecommendConfig(task="gunpoint", rank_by="probe")
+    with pytest.raises(ValueError, match="valid recommend signals: .*otdd_kmeans.*probe"):
+        RecommendConfig(task="gunpoint", signals=("nope",))
+
+
+def test_validate_fine_tunes_every_candidate_and_reports_each_signal(
+    prefect_harness, tiny_bert_dir, tmp_path, capsys
+):
+    """`orca recommend --validate` on one task with two candidates: each candidate's full
+    run ends with a test error, the report has every signal's statistics, and a second
+    validation reuses the runs."""
+    bodies = f"{tiny_bert_dir},random:{tiny_bert_dir}"
+    argv = ["recommend", "--validate", "gunpoint", "--bodies", bodies, "--proxies", "wnut16"]
+    argv += [*TINY, "--set", "refine.epochs=1", "--reports-dir", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["failures"] == []
+    signals = [row["signal"] for row in out["statistics"]]
+    assert signals == ["otdd_after", "otdd_before", "otdd_kmeans", "probe", "otdd_after+probe"]
+    data = json.loads((tmp_path / "recommend-validation.json").read_text())
+    (outcome,) = data["outcomes"]
+    assert outcome["task"] == "gunpoint" and len(outcome["candidates"]) == 2
+    assert all(0 <= error <= 100 for error in outcome["errors"])  # error rates, in %
+    report = (tmp_path / "RECOMMEND-VALIDATION.md").read_text()
+    assert "## Verdict" in report and "### gunpoint (error_rate, lower is better)" in report
+    client = MlflowClient()
+    children = client.search_runs(
+        [client.get_experiment_by_name("orca").experiment_id],
+        f"tags.mlflow.parentRunId = '{out['validation_run_id']}'",
+    )
+    assert len(children) == 2  # one full run per candidate, nested under the validation
+
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["statistics"] == out["statistics"]
