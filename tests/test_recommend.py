@@ -234,7 +234,7 @@ def test_a_ranking_signal_that_is_not_measured_is_refused():
 
     with pytest.raises(ValueError, match="rank_by='probe': not a measured signal"):
         RecommendConfig(task="gunpoint", rank_by="probe")
-    with pytest.raises(ValueError, match="valid recommend signals: .*otdd_kmeans.*probe"):
+    with pytest.raises(ValueError, match=r"valid recommend signals: .*otdd_kmeans.*probe"):
         RecommendConfig(task="gunpoint", signals=("nope",))
 
 
