@@ -34,7 +34,7 @@ from cli.options import (
     TaskFile,
 )
 from cli.retry import result_or_exit
-from orca.recommend import DEFAULT_BODIES, RANDOM_PREFIX, RANK_RULE
+from orca.recommend import DEFAULT_BODIES, DEFAULT_RANK_SIGNAL, RANDOM_PREFIX, RANK_RULE
 
 Bodies = Annotated[
     list[str] | None,
@@ -86,9 +86,14 @@ def define_recommend(
         ),
     ] = None,
     rank_by: Annotated[
-        str,
-        typer.Option("--rank-by", help="the measured signal to rank by (lower is better)"),
-    ] = "otdd_after",
+        str | None,
+        typer.Option(
+            "--rank-by",
+            help=f"the measured signal to rank by, lower is better (default: "
+            f"{DEFAULT_RANK_SIGNAL})",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="the seed, as `orca run --seed`")] = 0,
     device: Device = "auto",
     overrides: Overrides = None,
@@ -105,6 +110,10 @@ def define_recommend(
         str | None,
         typer.Option("--suite", help="--validate: the task suite (default: demo, without TASK)"),
     ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option("--seeds", help="--validate: average over seeds 0 .. N-1"),
+    ] = 1,
     reports_dir: ReportsDir = "reports",
     json: Json = False,
 ) -> Args:
@@ -127,8 +136,10 @@ def prepare(args: Args) -> dict[str, Any]:
         os.environ["ORCA_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     if args.validate:
         return _prepare_validation(args)
-    if args.suite is not None:
-        raise ValueError("--suite goes with --validate; give one TASK to recommend for")
+    if args.suite is not None or args.seeds != 1:
+        raise ValueError(
+            "--suite and --seeds go with --validate; give one TASK (and --seed) to recommend for"
+        )
     if not args.task and not args.task_file:
         raise ValueError("give a TASK (see `orca tasks`) or --task-file FILE")
     if any(item.startswith("proxy.dataset=") for item in args.overrides or ()):
@@ -145,7 +156,7 @@ def prepare(args: Args) -> dict[str, Any]:
         overrides=parse_overrides(args.overrides),
         allow_outside=args.allow_outside,
         signals=tuple(split_values(args.signals)),
-        rank_by=args.rank_by,
+        rank_by=args.rank_by or DEFAULT_RANK_SIGNAL,
     )
     return {"config": config, "candidates": len(config.plan().candidates)}
 
@@ -161,9 +172,10 @@ def _prepare_validation(args: Args) -> dict[str, Any]:
         )
     given = {
         "signals": args.signals,
-        "rank_by": args.rank_by != "otdd_after",
+        "rank_by": args.rank_by,
         "budget_s": args.budget_s,
         "align_epochs": args.align_epochs,
+        "seed": args.seed,  # --seeds N: seeds 0 .. N-1
     }
     unused = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
     if unused:
@@ -176,7 +188,7 @@ def _prepare_validation(args: Args) -> dict[str, Any]:
         tasks=(args.task,) if args.task else (),
         bodies=tuple(split_values(args.bodies)),
         proxies=tuple(split_values(args.proxies)),
-        seed=args.seed,
+        seeds=args.seeds,
         device=args.device,
         overrides=parse_overrides(args.overrides),
     )

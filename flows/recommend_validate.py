@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 from prefect import flow, runtime
 from prefect.settings import temporary_settings
 
@@ -28,6 +29,34 @@ from orca.reporting.results import machine_description
 from runtime.prefect_api import heartbeats_off
 from tasks import recommend_runs, storage, sweep_tracking
 from tasks.sweep_runs import reuse_or_rerun, run_label, run_pipeline
+
+
+def _outcomes(
+    config: RecommendValidationConfig,
+    errors: dict[tuple[str, str], list[float]],
+    signals: dict[tuple[str, str], list[dict[str, float]]],
+    metrics: dict[str, str],
+    failures: list[str],
+) -> list[TaskOutcome]:
+    """Each task's candidates measured on every seed, their signals and errors averaged."""
+    outcomes = []
+    for task in config.task_names:
+        labels = [
+            label
+            for (name, label), values in errors.items()
+            if name == task and len(values) == config.seeds
+        ]
+        if len(labels) < 2:
+            failures.append(f"{task}: fewer than 2 candidates measured on every seed")
+            continue
+        names = list(signals[(task, labels[0])][0])
+        averaged = {
+            name: [float(np.mean([s[name] for s in signals[(task, label)]])) for label in labels]
+            for name in names
+        }
+        means = [float(np.mean(errors[(task, label)])) for label in labels]
+        outcomes.append(TaskOutcome(task, metrics[task], tuple(labels), averaged, means))
+    return outcomes
 
 
 def run_in_validation(config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
@@ -51,49 +80,49 @@ def validate_recommendations(
     """Recommend, fine-tune every candidate, and report how well each signal predicted."""
     storage.ensure_result_storage()
     started = time.perf_counter()
-    recommendations = config.recommendations()
     parent = sweep_tracking.start_parent_run(
         "recommend-validation", config.label, str(runtime.flow_run.id), config.to_dict()
     )
-    outcomes, failures, rankings = [], [], {}
+    failures, rankings = [], {}
+    # (task, candidate label) -> per-seed test errors and signals; a candidate counts only
+    # where every seed measured it
+    errors: dict[tuple[str, str], list[float]] = {}
+    signals: dict[tuple[str, str], list[dict[str, float]]] = {}
+    metrics: dict[str, str] = {}
     with temporary_settings(updates=heartbeats_off()), stopping.handle_stop_signals():
-        for recommendation in recommendations:
-            ranking = recommend(recommendation)
-            rankings[recommendation.task] = ranking["mlflow_run_id"]
-            measured = {(row["body"], row["proxy"]): row for row in ranking["rows"] if row["rank"]}
-            labels, errors, signals, metric = [], [], {}, ""
-            for candidate in recommendation.plan().candidates:
-                key = (candidate.body, candidate.config.proxy.dataset)
-                label = f"{recommendation.task}: {candidate.body} / {key[1]}"
-                if key not in measured:
-                    failures.append(f"{label}: its recommendation was not measured")
-                    continue
-                try:
-                    result = _full_run(candidate.config, parent)
-                except Exception as error:
-                    if stopping.is_stop(error):
-                        raise
-                    failures.append(f"{label} ({run_label(candidate.config)}): {error}")
-                    continue
-                metric = result["metric"]
-                labels.append(f"{candidate.body} / {key[1]}")
-                value = float(result["value"])
-                errors.append(value if result["lower_is_better"] else -value)
-                for name, signal in measured[key]["signals"].items():
-                    signals.setdefault(name, []).append(signal)
-            if len(labels) >= 2:
-                outcomes.append(
-                    TaskOutcome(recommendation.task, metric, tuple(labels), signals, errors)
-                )
-            else:
-                failures.append(f"{recommendation.task}: fewer than 2 candidates measured")
+        for seed in range(config.seeds):
+            for recommendation in config.recommendations(seed):
+                task = recommendation.task
+                ranking = recommend(recommendation)
+                rankings[f"{task}/seed{seed}"] = ranking["mlflow_run_id"]
+                measured = {(r["body"], r["proxy"]): r for r in ranking["rows"] if r["rank"]}
+                for candidate in recommendation.plan().candidates:
+                    key = (candidate.body, candidate.config.proxy.dataset)
+                    label = f"{candidate.body} / {key[1]}"
+                    where = f"{task} seed {seed}: {label}"
+                    if key not in measured:
+                        failures.append(f"{where}: its recommendation was not measured")
+                        continue
+                    try:
+                        result = _full_run(candidate.config, parent)
+                    except Exception as error:
+                        if stopping.is_stop(error):
+                            raise
+                        failures.append(f"{where} ({run_label(candidate.config)}): {error}")
+                        continue
+                    metrics[task] = result["metric"]
+                    value = float(result["value"])
+                    oriented = value if result["lower_is_better"] else -value
+                    errors.setdefault((task, label), []).append(oriented)
+                    signals.setdefault((task, label), []).append(measured[key]["signals"])
+    outcomes = _outcomes(config, errors, signals, metrics, failures)
     context = {
         "command": f"orca recommend --validate --suite {config.suite}"
         if config.suite and not config.tasks
         else f"validation of {config.label}",
-        "tasks": f"{len(outcomes)} with statistics of {len(recommendations)}",
+        "tasks": f"{len(outcomes)} with statistics of {len(config.task_names)}",
         "bodies": ", ".join(config.bodies) or "the defaults (orca.recommend.DEFAULT_BODIES)",
-        "seed": config.seed,
+        "seeds": f"{config.seeds} (signals and test errors are means over seeds)",
         "machine": machine_description(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall time": f"{time.perf_counter() - started:.0f} s",

@@ -114,7 +114,7 @@ class CandidateResult:
     def sort_key(self, by: str = DEFAULT_RANK_SIGNAL) -> tuple[Any, ...]:
         if self.status != "measured":
             return (1, STATUSES.names().index(self.status), 0.0, 0.0, self.label)
-        value = self.distance_after if by == DEFAULT_RANK_SIGNAL else self.signals[by]
+        value = self.signals.get(by, self.distance_after)
         return (0, 0, value, self.distance_before, self.label)
 
 

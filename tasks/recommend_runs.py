@@ -27,7 +27,12 @@ from orca.config.pipeline import PipelineConfig
 from orca.config.recommend import RecommendConfig
 from orca.config.stages import AlignConfig
 from orca.recommend import CandidateResult
-from orca.recommend_signals import COMPUTED, from_align_record, measure_signals
+from orca.recommend_signals import (
+    COMPUTED,
+    RECORD_SIGNALS,
+    from_align_record,
+    measure_signals,
+)
 from orca.recommend_validation import TaskOutcome
 from orca.reporting.recommend_validation import write_validation_report
 from tasks import tracking
@@ -104,7 +109,7 @@ def _signals(
         )
         run.states["signals"] = state.name
         values.update(state.result())  # raises the computation's error if it failed
-    return {name: values[name] for name in dict.fromkeys(("otdd_after", "otdd_before", *names))}
+    return {name: values[name] for name in dict.fromkeys((*RECORD_SIGNALS, *names))}
 
 
 def measure(config: PipelineConfig, body: str, signals: tuple[str, ...] = ()) -> CandidateResult:

@@ -81,6 +81,37 @@ def test_a_proxy_that_is_clearly_closer_ranks_first_by_the_align_stage_metric():
     assert [row["proxy"] for row in rank(results[::-1])] == ["close", "far"]
 
 
+@pytest.mark.parametrize("scale", [3.0, 7.0])
+def test_the_scaled_distance_does_not_change_with_the_embedding_scale(scale):
+    """Multiply the proxy features and the embedded data by c: the raw distance grows by c^2
+    (so raw distances of two bodies compare their embedding norms), otdd_scaled stays, up to
+    the entropic regularisation (an absolute epsilon = 0.1, small next to these costs)."""
+    import torch
+
+    from orca.config.stages import AlignConfig
+    from orca.recommend_signals import mean_squared_distance
+    from orca.training.align import alignment_metric
+
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(3).repeat_interleave(30)
+    proxy = torch.randn(90, 6, generator=generator) + labels[:, None]
+    target = torch.randn(90, 6, generator=generator) * 1.5
+
+    def raw_and_scaled(c: float) -> tuple[float, float]:
+        metric = alignment_metric(AlignConfig(), c * proxy, labels, seed=0)
+        raw = float(metric(c * target, labels))
+        return raw, raw / mean_squared_distance(c * proxy, 2000, seed=0)
+
+    (raw, scaled), (raw_c, scaled_c) = raw_and_scaled(1.0), raw_and_scaled(scale)
+    assert raw_c == pytest.approx(scale**2 * raw, rel=1e-2)
+    assert scaled_c == pytest.approx(scaled, rel=1e-2)
+    assert abs(raw_c / raw - 1) > 5  # while the raw distance moved by c^2
+    pairs = torch.cdist(proxy.double(), proxy.double()).pow(2)
+    assert mean_squared_distance(proxy, 2000, seed=0) == pytest.approx(
+        float(pairs.sum() / (90 * 89))
+    )
+
+
 def test_a_measured_candidate_needs_its_distances_and_a_known_status():
     with pytest.raises(ValueError, match="needs both distances"):
         _result("body", "p", 1.0, None)
@@ -208,7 +239,7 @@ def test_the_flow_takes_its_config_as_a_deployment_would_and_caches_the_extra_si
         "task": "gunpoint",
         "bodies": [str(tiny_bert_dir), f"random:{tiny_bert_dir}"],
         "proxies": ["wnut16"],
-        "signals": ["probe", "otdd_kmeans"],
+        "signals": ["probe", "otdd_kmeans", "otdd_scaled"],
         "rank_by": "probe",
         "overrides": {
             "proxy": {"max_examples": 120, "max_tokens": 16},
@@ -221,8 +252,19 @@ def test_the_flow_takes_its_config_as_a_deployment_would_and_caches_the_extra_si
     probes = [row["signals"]["probe"] for row in rows]
     assert probes == sorted(probes) and all(np.isfinite(probes))
     for row in rows:
-        assert set(row["signals"]) == {"otdd_after", "otdd_before", "probe", "otdd_kmeans"}
-        assert row["signals"]["otdd_after"] == row["distance_after"]
+        values = row["signals"]
+        assert set(values) == {
+            *("otdd_after", "otdd_before", "otdd_ratio"),
+            *("probe", "otdd_kmeans", "otdd_scaled"),
+        }
+        assert values["otdd_after"] == row["distance_after"]
+        assert values["otdd_ratio"] == pytest.approx(values["otdd_after"] / values["otdd_before"])
+        # the distance in the proxy's units: its ratio to the raw one is the same for both
+        # candidates (they share the body's proxy features)
+        spread = values["otdd_after"] / values["otdd_scaled"]
+        assert spread == pytest.approx(
+            rows[0]["distance_after"] / rows[0]["signals"]["otdd_scaled"]
+        )
         assert row["states"]["signals"] == "Completed" and "signals" in row["seconds"]
     again = recommend(config)
     assert all(set(row["states"].values()) == {"Cached"} for row in again["rows"])
@@ -251,7 +293,10 @@ def test_validate_fine_tunes_every_candidate_and_reports_each_signal(
     out = json.loads(capsys.readouterr().out)
     assert out["failures"] == []
     signals = [row["signal"] for row in out["statistics"]]
-    assert signals == ["otdd_after", "otdd_before", "otdd_kmeans", "probe", "otdd_after+probe"]
+    assert signals == [
+        *("otdd_after", "otdd_before", "otdd_kmeans", "otdd_ratio", "otdd_scaled", "probe"),
+        "otdd_after+probe",
+    ]
     data = json.loads((tmp_path / "recommend-validation.json").read_text())
     (outcome,) = data["outcomes"]
     assert outcome["task"] == "gunpoint" and len(outcome["candidates"]) == 2

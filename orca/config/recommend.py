@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from orca.config.base import Config, Registered, check_number
 from orca.config.pipeline import PipelineConfig
+from orca.recommend import DEFAULT_RANK_SIGNAL
 
 OVERRIDE_SECTIONS = ("proxy", "align", "refine")
 
@@ -56,7 +57,7 @@ class RecommendConfig(Config):
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     allow_outside: bool = False
     signals: tuple[str, ...] = ()
-    rank_by: str = "otdd_after"
+    rank_by: str = DEFAULT_RANK_SIGNAL
 
     def __post_init__(self) -> None:
         from orca.recommend_signals import SIGNALS
@@ -90,8 +91,10 @@ class RecommendConfig(Config):
 
     @property
     def measured_signals(self) -> tuple[str, ...]:
-        """The two distances, then the extra signals asked for."""
-        return tuple(dict.fromkeys(("otdd_after", "otdd_before", *self.signals)))
+        """The align record's signals, then the extra signals asked for."""
+        from orca.recommend_signals import RECORD_SIGNALS
+
+        return tuple(dict.fromkeys((*RECORD_SIGNALS, *self.signals)))
 
     @property
     def label(self) -> str:
@@ -177,13 +180,14 @@ class RecommendValidationConfig(Config):
     tasks: tuple[str, ...] = ()
     bodies: tuple[str, ...] = ()
     proxies: tuple[str, ...] = ()
-    seed: int = 0
+    seeds: int = 1  # signals and test errors are averaged over seeds 0 .. seeds-1
     device: Annotated[str, Registered("orca.devices", "DEVICES")] = "auto"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from orca.suites import SUITES
 
+        check_number("seeds", self.seeds, minimum=1, integer=True)
         for name in ("tasks", "bodies", "proxies"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.suite is not None:
@@ -191,7 +195,7 @@ class RecommendValidationConfig(Config):
         if not self.task_names:
             raise ValueError("a validation needs a suite or tasks")
         self.check_registered()
-        self.recommendations()  # every task's candidates validate now, before any work
+        self.recommendations(0)  # every task's candidates validate now, before any work
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -204,7 +208,8 @@ class RecommendValidationConfig(Config):
     def label(self) -> str:
         return self.suite or ",".join(self.tasks)
 
-    def recommendations(self) -> list[RecommendConfig]:
+    def recommendations(self, seed: int) -> list[RecommendConfig]:
+        """Every task's RecommendConfig for `seed`, with every computed signal."""
         from orca.recommend_signals import COMPUTED
 
         return [
@@ -212,7 +217,7 @@ class RecommendValidationConfig(Config):
                 task=task,
                 bodies=self.bodies,
                 proxies=self.proxies,
-                seed=self.seed,
+                seed=seed,
                 device=self.device,
                 overrides=self.overrides,
                 signals=tuple(COMPUTED.names()),
