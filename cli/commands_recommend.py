@@ -81,7 +81,8 @@ def define_recommend(
             "--signals",
             help="extra signals to measure per candidate, repeatable or comma-separated: "
             "probe (a linear probe's validation loss), otdd_kmeans (the distance with k-means "
-            "labels); the distances before and after alignment always are",
+            "labels), otdd_scaled; the distances before and after alignment and their ratio "
+            "always are, and so is the --rank-by signal",
             show_default=False,
         ),
     ] = None,

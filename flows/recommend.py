@@ -37,7 +37,9 @@ def recommend(config: RecommendConfig) -> dict[str, Any]:
                 reason = f"time budget of {config.budget_s:g} s spent ({elapsed:.0f} s)"
                 results.append(recommend_runs.skipped(candidate.config, candidate.body, reason))
                 continue
-            results.append(recommend_runs.measure(candidate.config, candidate.body, config.signals))
+            results.append(
+                recommend_runs.measure(candidate.config, candidate.body, config.measured_signals)
+            )
         rows = rank(results, by=config.rank_by)
         commands = {(c.body, c.config.proxy.dataset): c.run_command for c in plan.candidates}
         for row in rows:

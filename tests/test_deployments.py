@@ -314,10 +314,18 @@ def deployed(server: Server, repository: str) -> dict[str, dict[str, Any]]:
 def _create_flow_run(
     server: Server, deployment: dict[str, Any], parameters: dict
 ) -> httpx.Response:
+    """POST create_flow_run; a 503 (the SQLite database busy on a loaded machine, see
+    runtime/prefect_db.py) is tried again after 2 s, up to 5 times, as Prefect's client does."""
     with server.http() as http:
-        return http.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-        )
+        for _ in range(5):
+            response = http.post(
+                f"/deployments/{deployment['id']}/create_flow_run",
+                json={"parameters": parameters},
+            )
+            if response.status_code != 503:
+                break
+            time.sleep(2)
+        return response
 
 
 def test_every_prefect_yaml_deployment_is_created_for_its_pool(deployed):

@@ -191,7 +191,9 @@ def test_recommend_json_ranks_and_a_following_run_reuses_its_stages(
     aligned, control = sorted(rows, key=lambda row: row["method"])  # orca, scratch
     assert aligned["align_epochs"] == 2 and aligned["distance_after"] != aligned["distance_before"]
     assert control["align_epochs"] == 0 and control["distance_after"] == control["distance_before"]
-    assert set(aligned["seconds"]) == {"ingest", "proxy", "align"}
+    # the stages, and the default ranking signal (otdd_scaled), computed from their outputs
+    assert set(aligned["seconds"]) == {"ingest", "proxy", "align", "signals"}
+    assert ranking["rank_by"] == "otdd_scaled" and "otdd_scaled" in aligned["signals"]
     assert aligned["states"]["align"] == "Completed"
     assert ranking["best"]["run_command"] == rows[0]["run_command"]
 
@@ -271,11 +273,14 @@ def test_the_flow_takes_its_config_as_a_deployment_would_and_caches_the_extra_si
     assert [row["signals"] for row in again["rows"]] == [row["signals"] for row in rows]
 
 
-def test_a_ranking_signal_that_is_not_measured_is_refused():
+def test_the_ranking_signal_is_measured_and_an_unknown_one_refused():
     from orca.config.recommend import RecommendConfig
 
-    with pytest.raises(ValueError, match="rank_by='probe': not a measured signal"):
-        RecommendConfig(task="gunpoint", rank_by="probe")
+    config = RecommendConfig(task="gunpoint", rank_by="probe")
+    assert config.measured_signals == ("otdd_after", "otdd_before", "otdd_ratio", "probe")
+    assert "otdd_scaled" in RecommendConfig(task="gunpoint").measured_signals  # the default
+    with pytest.raises(ValueError, match=r"rank_by='nope'.*valid recommend signals: "):
+        RecommendConfig(task="gunpoint", rank_by="nope")
     with pytest.raises(ValueError, match=r"valid recommend signals: .*otdd_kmeans.*probe"):
         RecommendConfig(task="gunpoint", signals=("nope",))
 

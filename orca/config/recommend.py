@@ -43,8 +43,8 @@ class RecommendConfig(Config):
     proxy.dataset (that is `proxies`); `align_epochs` shortens alignment (a later `orca run`
     then needs the same --set align.epochs to reuse it); `budget_s`: no candidate starts after
     that many seconds. `signals`: the extra signals to measure for each candidate
-    (orca.recommend_signals: probe, otdd_kmeans; the two distances always are); `rank_by`:
-    the signal the ranking sorts by (a measured one)."""
+    (orca.recommend_signals: otdd_scaled, probe, otdd_kmeans; the align record's always
+    are); `rank_by`: the signal the ranking sorts by, measured whether listed or not."""
 
     task: str | None = None
     task_file: str | None = None
@@ -80,21 +80,16 @@ class RecommendConfig(Config):
             raise ValueError("overrides proxy.dataset: name the proxies in `proxies` instead")
         for name in self.signals:
             SIGNALS.check(name, field="signals")
-        if self.rank_by not in self.measured_signals:
-            raise ValueError(
-                f"rank_by={self.rank_by!r}: not a measured signal; measured: "
-                f"{', '.join(self.measured_signals)} (add it to signals; valid signals: "
-                f"{', '.join(SIGNALS.names())})"
-            )
+        SIGNALS.check(self.rank_by, field="rank_by")
         self.check_registered()
         self.plan()  # every candidate validates now, before any work
 
     @property
     def measured_signals(self) -> tuple[str, ...]:
-        """The align record's signals, then the extra signals asked for."""
+        """The align record's signals, the one ranked by, then the extra ones asked for."""
         from orca.recommend_signals import RECORD_SIGNALS
 
-        return tuple(dict.fromkeys((*RECORD_SIGNALS, *self.signals)))
+        return tuple(dict.fromkeys((*RECORD_SIGNALS, self.rank_by, *self.signals)))
 
     @property
     def label(self) -> str:
