@@ -83,6 +83,17 @@ def validate_recommendations(
     parent = sweep_tracking.start_parent_run(
         "recommend-validation", config.label, str(runtime.flow_run.id), config.to_dict()
     )
+    try:
+        return _validate(config, reports_dir, parent, started)
+    except BaseException as error:
+        status = "KILLED" if stopping.is_stop(error) else "FAILED"
+        recommend_runs.finish_run(parent, status, str(error))
+        raise
+
+
+def _validate(
+    config: RecommendValidationConfig, reports_dir: str, parent: str, started: float
+) -> dict[str, Any]:
     failures, rankings = [], {}
     # (task, candidate label) -> per-seed test errors and signals; a candidate counts only
     # where every seed measured it
@@ -117,9 +128,7 @@ def validate_recommendations(
                     signals.setdefault((task, label), []).append(measured[key]["signals"])
     outcomes = _outcomes(config, errors, signals, metrics, failures)
     context = {
-        "command": f"orca recommend --validate --suite {config.suite}"
-        if config.suite and not config.tasks
-        else f"validation of {config.label}",
+        "command": config.command(),
         "tasks": f"{len(outcomes)} with statistics of {len(config.task_names)}",
         "bodies": ", ".join(config.bodies) or "the defaults (orca.recommend.DEFAULT_BODIES)",
         "seeds": f"{config.seeds} (signals and test errors are means over seeds)",

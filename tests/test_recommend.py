@@ -279,7 +279,9 @@ def test_the_ranking_signal_is_measured_and_an_unknown_one_refused():
     config = RecommendConfig(task="gunpoint", rank_by="probe")
     assert config.measured_signals == ("otdd_after", "otdd_before", "otdd_ratio", "probe")
     assert "otdd_scaled" in RecommendConfig(task="gunpoint").measured_signals  # the default
-    with pytest.raises(ValueError, match=r"rank_by: unknown recommend signal 'nope'; valid recommend signals: "):
+    with pytest.raises(
+        ValueError, match=r"rank_by: unknown recommend signal 'nope'; valid recommend signals: "
+    ):
         RecommendConfig(task="gunpoint", rank_by="nope")
     with pytest.raises(ValueError, match=r"valid recommend signals: .*otdd_kmeans.*probe"):
         RecommendConfig(task="gunpoint", signals=("nope",))

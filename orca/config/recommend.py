@@ -203,6 +203,23 @@ class RecommendValidationConfig(Config):
     def label(self) -> str:
         return self.suite or ",".join(self.tasks)
 
+    def command(self) -> str:
+        """The `orca recommend --validate` command that runs this validation."""
+        words = ["orca", "recommend", "--validate", *self.tasks]
+        if self.suite and (self.suite != "demo" or self.tasks):
+            words += ["--suite", self.suite]
+        if self.seeds != 1:
+            words += ["--seeds", str(self.seeds)]
+        if self.device != "auto":
+            words += ["--device", self.device]
+        for flag, values in (("--bodies", self.bodies), ("--proxies", self.proxies)):
+            if values:
+                words += [flag, ",".join(values)]
+        for section, values in self.overrides.items():
+            for key, value in values.items():
+                words += ["--set", f"{section}.{key}={value}"]
+        return shlex.join(words)
+
     def recommendations(self, seed: int) -> list[RecommendConfig]:
         """Every task's RecommendConfig for `seed`, with every computed signal."""
         from orca.recommend_signals import COMPUTED
