@@ -12,10 +12,10 @@ model directory, NAME@WEIGHTS), or `random:BACKBONE` for the control with that
 architecture.
 
 The ranking rule (RANK_RULE): measured candidates first, by the ranking signal (lower is
-better; by default `otdd_scaled`, the distance after alignment in the proxy's units;
-orca.recommend_signals lists the others); ties by the distance before alignment, then by
-the candidate's label. Candidates that failed or were skipped for the time budget come
-after, unranked.
+better; by default `probe`, a linear probe's validation loss, which the validation found
+the best predictor; orca.recommend_signals lists the others); ties by the distance before
+alignment, then by the candidate's label. Candidates that failed or were skipped for the
+time budget come after, unranked.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ RANDOM_PREFIX = "random:"
 # The offline text bodies and the control; a default body whose weights are not here is left
 # out with a note (a body named with --bodies must have them).
 DEFAULT_BODIES = ("minilm-l6", "mpnet-base", f"{RANDOM_PREFIX}minilm-l6")
-# The distance after alignment in the proxy's own units (orca.recommend_signals): the raw
-# distance of two bodies compares the scales of their embedding spaces as much as their fit.
-DEFAULT_RANK_SIGNAL = "otdd_scaled"
+# The linear probe's validation loss (orca.recommend_signals). On the demo suite's
+# validation (reports/RECOMMEND-VALIDATION.md) every OTDD signal pointed the wrong way (a
+# lower distance went with a higher fine-tuned error) and the probe was the best signal,
+# though not significantly; the distances are still measured and shown.
+DEFAULT_RANK_SIGNAL = "probe"
 RANK_RULE = (
-    "lower ranking signal is better (default otdd_scaled: the distance after alignment over "
-    "the proxy's spread); ties: lower distance before alignment; failed or skipped "
+    "lower ranking signal is better (default probe: a linear probe's validation loss on the "
+    "aligned, frozen model); ties: lower distance before alignment; failed or skipped "
     "candidates are not ranked"
 )
 MEASURED_STAGES = ("ingest", "proxy", "align")

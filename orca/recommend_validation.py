@@ -11,7 +11,8 @@ signal:
                           the tasks' metrics (error %, nRMSE, 1 - AUROC ...) do not share a
                           scale. Its p-value is one-sided (ρ > 0) by a permutation test that
                           shuffles each task's errors among its candidates (PERMUTATIONS draws,
-                          seeded), so a few candidates per task are not over-read.
+                          seeded), so a few candidates per task are not over-read; the other
+                          tail (ρ < 0: the signal points the wrong way) is reported too.
     top-1 hit rate        how often the signal's best candidate had the lowest test error
                           (ties for the lowest count as a hit), against the rate of a random
                           pick (the mean over tasks of #best / #candidates)
@@ -102,11 +103,13 @@ def evaluate_signal(outcomes: Sequence[TaskOutcome], signal: str) -> dict[str, A
             used.append((values, errors))
     pooled = float(np.mean([per_task[o.task] for o in outcomes if per_task[o.task] is not None]))
     pooled = pooled if used else None
+    above, below = _permutation_p(used, pooled) if used else (None, None)
     return {
         "signal": signal,
         "per_task": per_task,
         "pooled_rho": pooled,
-        "pooled_p_value": _permutation_p(used, pooled) if used else None,
+        "pooled_p_value": above,
+        "pooled_p_value_below": below,  # the other tail: is the signal backwards?
         "tasks_with_rho": len(used),
         "top1_hits": int(sum(hits)),
         "top1_rate": float(np.mean(hits)) if hits else None,
@@ -115,8 +118,11 @@ def evaluate_signal(outcomes: Sequence[TaskOutcome], signal: str) -> dict[str, A
     }
 
 
-def _permutation_p(pairs: Sequence[tuple[np.ndarray, np.ndarray]], observed: float) -> float:
-    """P(mean ρ >= observed) when each task's errors are shuffled among its candidates."""
+def _permutation_p(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], observed: float
+) -> tuple[float, float]:
+    """P(mean ρ >= observed) and P(mean ρ <= observed) when each task's errors are shuffled
+    among its candidates."""
     generator = np.random.default_rng(PERMUTATION_SEED)
     total = np.zeros(PERMUTATIONS)
     for values, errors in pairs:
@@ -128,7 +134,9 @@ def _permutation_p(pairs: Sequence[tuple[np.ndarray, np.ndarray]], observed: flo
         total += (ry_c @ rx_c) / denominator
     means = total / len(pairs)
     # +1: the observed arrangement is one of the arrangements (never p = 0)
-    return float((np.sum(means >= observed - 1e-12) + 1) / (PERMUTATIONS + 1))
+    above = (np.sum(means >= observed - 1e-12) + 1) / (PERMUTATIONS + 1)
+    below = (np.sum(means <= observed + 1e-12) + 1) / (PERMUTATIONS + 1)
+    return float(above), float(below)
 
 
 def combined_signal(outcome: TaskOutcome, parts: Sequence[str]) -> list[float]:

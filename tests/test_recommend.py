@@ -186,14 +186,14 @@ def test_recommend_json_ranks_and_a_following_run_reuses_its_stages(
     assert set(ranking) >= {"task", "rule", "rows", "best", "notes", "mlflow_run_id"}
     rows = ranking["rows"]
     assert [row["rank"] for row in rows] == [1, 2]
-    after = [row["distance_after"] for row in rows]
-    assert after == sorted(after)  # the rule: lower distance after alignment first
+    probes = [row["signals"]["probe"] for row in rows]
+    assert probes == sorted(probes)  # the rule: the lower ranking signal (probe) first
     aligned, control = sorted(rows, key=lambda row: row["method"])  # orca, scratch
     assert aligned["align_epochs"] == 2 and aligned["distance_after"] != aligned["distance_before"]
     assert control["align_epochs"] == 0 and control["distance_after"] == control["distance_before"]
-    # the stages, and the default ranking signal (otdd_scaled), computed from their outputs
+    # the stages, and the default ranking signal (probe), computed from their outputs
     assert set(aligned["seconds"]) == {"ingest", "proxy", "align", "signals"}
-    assert ranking["rank_by"] == "otdd_scaled" and "otdd_scaled" in aligned["signals"]
+    assert ranking["rank_by"] == "probe" and "probe" in aligned["signals"]
     assert aligned["states"]["align"] == "Completed"
     assert ranking["best"]["run_command"] == rows[0]["run_command"]
 
@@ -278,7 +278,7 @@ def test_the_ranking_signal_is_measured_and_an_unknown_one_refused():
 
     config = RecommendConfig(task="gunpoint", rank_by="probe")
     assert config.measured_signals == ("otdd_after", "otdd_before", "otdd_ratio", "probe")
-    assert "otdd_scaled" in RecommendConfig(task="gunpoint").measured_signals  # the default
+    assert "probe" in RecommendConfig(task="gunpoint").measured_signals  # the default
     with pytest.raises(
         ValueError, match=r"rank_by: unknown recommend signal 'nope'; valid recommend signals: "
     ):

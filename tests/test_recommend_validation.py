@@ -15,7 +15,12 @@ from orca.recommend_validation import (
     evaluate_signal,
     spearman,
 )
-from orca.reporting.recommend_validation import analyse, write_validation_report
+from orca.reporting.recommend_validation import (
+    analyse,
+    rebuild,
+    verdict,
+    write_validation_report,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -50,6 +55,7 @@ def test_a_perfect_signal_is_significant_and_always_picks_the_best():
     assert stats["pooled_rho"] == pytest.approx(1.0)
     # exact p: (1/24)^6 per arrangement, so only the observed one reaches mean ρ = 1
     assert stats["pooled_p_value"] == pytest.approx(1 / 20_001)
+    assert stats["pooled_p_value_below"] == pytest.approx(1.0)  # not backwards
     assert (stats["top1_hits"], stats["top1_rate"], stats["top1_chance"]) == (6, 1.0, 0.25)
     assert stats["mean_regret"] == 0.0
 
@@ -89,23 +95,45 @@ def test_the_report_says_plainly_when_the_default_signal_is_weak(tmp_path):
             "error_rate",
             ("a", "b", "c"),
             {
-                "otdd_after": [1.0, 2.0, 3.0],
-                "otdd_before": [3.0, 2.0, 1.0],
-                "probe": [3.0, 1.0, 2.0],
+                "otdd_after": [3.0, 2.0, 1.0],
+                "otdd_scaled": [3.0, 1.0, 2.0],
+                "probe": [1.0, 2.0, 3.0],
             },
-            [3.0, 2.0, 1.0] if i % 2 else [1.0, 2.0, 3.0],  # otdd_after right half the time
+            [3.0, 2.0, 1.0] if i % 2 else [1.0, 2.0, 3.0],  # probe right half the time
         )
         for i in range(6)
     ]
     names = [row["signal"] for row in analyse(outcomes)]
-    assert names == ["otdd_after", "otdd_before", "probe", "otdd_after+probe"]
+    assert names == ["otdd_after", "otdd_scaled", "probe", "otdd_after+probe"]
     context = {"command": "orca recommend --validate --suite demo"}
     written = write_validation_report(outcomes, tmp_path, context, ["t9: failed"])
     text = (tmp_path / "RECOMMEND-VALIDATION.md").read_text()
-    assert "The default signal (otdd_after) is a weak predictor" in text
-    assert "| otdd_after | 0.00 |" in text  # pooled ρ over 3 right and 3 wrong tasks
+    assert "The default signal (probe) is a weak predictor" in text
+    assert "| probe | 0.00 |" in text  # pooled ρ over 3 right and 3 wrong tasks
     assert "- t9: failed" in text and "orca recommend --validate --suite demo" in text
     data = json.loads((tmp_path / "recommend-validation.json").read_text())
     assert data["statistics"] == json.loads(json.dumps(written["statistics"]))
     assert [o["task"] for o in data["outcomes"]] == [f"t{i}" for i in range(6)]
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no temporary files left
+
+    # The report again from its data (after a change to the statistics or the layout).
+    again = rebuild(tmp_path / "recommend-validation.json", tmp_path / "again")
+    assert again["statistics"] == written["statistics"]
+    assert (tmp_path / "again" / "RECOMMEND-VALIDATION.md").read_text() == text
+
+
+def test_a_signal_that_points_the_wrong_way_is_named():
+    outcomes = [
+        TaskOutcome(
+            f"t{i}",
+            "error_rate",
+            ("a", "b", "c", "d"),
+            {"otdd_after": [1.0, 2.0, 3.0, 4.0]},
+            [4.0 + i, 3.0, 2.0, 1.0],
+        )
+        for i in range(6)
+    ]
+    (stats,) = analyse(outcomes)
+    assert stats["pooled_p_value_below"] < 0.05 < stats["pooled_p_value"]
+    expected = "Pointing the wrong way at α = 0.05 (a lower signal went with a higher test error)"
+    assert f"{expected}: otdd_after." in verdict([stats])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from orca.atomic import atomic_path
+from orca.recommend import DEFAULT_RANK_SIGNAL
 from orca.recommend_signals import SIGNALS
 from orca.recommend_validation import (
     PERMUTATIONS,
@@ -25,8 +26,7 @@ from orca.recommend_validation import (
 REPORT_NAME = "RECOMMEND-VALIDATION.md"
 DATA_NAME = "recommend-validation.json"
 COMBINATION = ("otdd_after+probe", ("otdd_after", "probe"))
-# The signal `orca recommend` ranks by unless told otherwise.
-DEFAULT_SIGNAL = "otdd_after"
+DEFAULT_SIGNAL = DEFAULT_RANK_SIGNAL  # what `orca recommend` ranks by unless told otherwise
 ALPHA = 0.05
 
 
@@ -48,7 +48,7 @@ def verdict(statistics: Sequence[Mapping[str, Any]]) -> list[str]:
     by_name = {row["signal"]: row for row in statistics}
     lines = []
     default = by_name.get(DEFAULT_SIGNAL)
-    if default is not None:
+    if default is not None and default["pooled_rho"] is not None:
         rho, p = default["pooled_rho"], default["pooled_p_value"]
         strong = rho is not None and p is not None and p <= ALPHA and rho > 0
         lines.append(
@@ -62,6 +62,16 @@ def verdict(statistics: Sequence[Mapping[str, Any]]) -> list[str]:
             + f" Its top pick was the best candidate in {default['top1_hits']} of "
             f"{len(default['per_task'])} tasks (a random pick: "
             f"{_number((default['top1_chance'] or 0) * len(default['per_task']), 1)})."
+        )
+    backwards = [
+        row["signal"]
+        for row in statistics
+        if row.get("pooled_p_value_below") is not None and row["pooled_p_value_below"] <= ALPHA
+    ]
+    if backwards:
+        lines.append(
+            f"Pointing the wrong way at α = {ALPHA} (a lower signal went with a higher test "
+            f"error): {', '.join(backwards)}."
         )
     ranked = sorted(
         (row for row in statistics if row["pooled_rho"] is not None),
@@ -99,10 +109,11 @@ def markdown(
         "the full pipeline ran for every candidate. Lower is better for every signal and every "
         "error. ρ: Spearman's rank correlation between a signal and the test error over a "
         "task's candidates; pooled ρ: its mean over tasks (the tasks' metrics do not share a "
-        "scale, so only ranks are pooled); p: one-sided permutation test of pooled ρ > 0 "
-        f"({PERMUTATIONS} within-task shuffles); top-1: tasks where the signal's pick had the "
-        "lowest test error (chance: what a random pick would get); regret: the pick's error "
-        "above the best, as a fraction of the task's range (0 = best, 1 = worst).",
+        "scale, so only ranks are pooled); p: one-sided permutation tests of pooled ρ > 0 "
+        f"and, the other tail, ρ < 0 ({PERMUTATIONS} within-task shuffles); top-1: tasks "
+        "where the signal's pick had the lowest test error (chance: what a random pick would "
+        "get); regret: the pick's error above the best, as a fraction of the task's range "
+        "(0 = best, 1 = worst).",
         "",
         "## Verdict",
         "",
@@ -110,14 +121,16 @@ def markdown(
         "",
         "## Signals",
         "",
-        "| signal | pooled ρ | p | tasks with ρ | top-1 | chance | mean regret |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| signal | pooled ρ | p (ρ > 0) | p (ρ < 0) | tasks with ρ | top-1 | chance | "
+        "mean regret |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in statistics:
         tasks = len(row["per_task"])
         lines.append(
             f"| {row['signal']} | {_number(row['pooled_rho'])} | "
-            f"{_number(row['pooled_p_value'], 3)} | {row['tasks_with_rho']} | "
+            f"{_number(row['pooled_p_value'], 3)} | "
+            f"{_number(row.get('pooled_p_value_below'), 3)} | {row['tasks_with_rho']} | "
             f"{row['top1_hits']}/{tasks} | {_number((row['top1_chance'] or 0) * tasks, 1)}"
             f"/{tasks} | {_number(row['mean_regret'])} |"
         )
@@ -168,3 +181,15 @@ def write_validation_report(
     with atomic_path(data) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=list))
     return {"report": str(report), "data": str(data), "statistics": statistics}
+
+
+def rebuild(data_path: str | Path, reports_dir: str | Path | None = None) -> dict[str, Any]:
+    """The report again from a validation's recommend-validation.json (its outcomes and
+    context), with this code's statistics, into `reports_dir` (default: beside the data)."""
+    data = json.loads(Path(data_path).read_text())
+    outcomes = [
+        TaskOutcome(o["task"], o["metric"], tuple(o["candidates"]), o["signals"], o["errors"])
+        for o in data["outcomes"]
+    ]
+    directory = Path(reports_dir) if reports_dir is not None else Path(data_path).parent
+    return write_validation_report(outcomes, directory, data["context"], data["failures"])
