@@ -50,6 +50,14 @@ class BodySpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE forbids the hub, read as huggingface_hub reads it (1, true,
+    yes, on)."""
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
 BODIES: Registry[BodySpec] = Registry("backbone")
 # kind -> loader(spec or local directory, weights file or None, pretrained) -> body module
 BODY_LOADERS: Registry[Callable[..., nn.Module]] = Registry("body kind")

